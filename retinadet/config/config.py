@@ -1,0 +1,170 @@
+"""CfgNode: fvcore's config with strict, explained merges and safe YAML only."""
+import difflib
+import logging
+from typing import Any, Callable, Dict, List
+
+import yaml
+from fvcore.common.config import CfgNode as _FvcoreCfgNode
+
+__all__ = ["CfgNode", "config_extension", "get_cfg"]
+
+logger = logging.getLogger(__name__)
+_CONFIG_EXTENSIONS: List[Callable[["CfgNode"], None]] = []
+_APPLIED = "__applied_extensions__"
+
+
+def config_extension(fn: Callable[["CfgNode"], None]) -> Callable[["CfgNode"], None]:
+    """Decorator for a plug-in's ``add_<name>_config(cfg)``: its keys join every config.
+
+    The function is applied to configs made by ``get_cfg()`` afterwards, and to a config that
+    imports the plug-in through MODEL.PLUGINS while merging a file or a list.
+    """
+    _CONFIG_EXTENSIONS.append(fn)
+    return fn
+
+
+def _full_keys(node: Dict, prefix: str = "") -> List[str]:
+    keys = []
+    for k, v in node.items():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, dict):
+            keys.extend(_full_keys(v, full + "."))
+    return keys
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Return ``value`` converted to the type of ``default``; ValueError when it cannot be."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(default, bool) and isinstance(value, bool):
+            return value
+    elif isinstance(default, float) and isinstance(value, (int, float)):
+        return float(value)
+    elif isinstance(default, int) and isinstance(value, int):
+        return value
+    elif isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(default)(value)
+    elif isinstance(default, str) and isinstance(value, str):
+        return value
+    raise ValueError(
+        f"Config key {key} (from {source}) got {value!r} of type {type(value).__name__}; "
+        f"expected {type(default).__name__} like the default {default!r}."
+    )
+
+
+class CfgNode(_FvcoreCfgNode):
+    """A config tree: ``_BASE_`` inheritance, ``KEY VALUE`` overrides, strict keys and types.
+
+    Unknown keys raise KeyError naming the closest valid key; values of the wrong type raise
+    ValueError naming key, value and expected type; YAML tags that run code are refused.
+    """
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict:
+        """Load a YAML file and its ``_BASE_`` files as one dict; only safe YAML is accepted."""
+        if allow_unsafe:
+            raise ValueError("retinadet never loads unsafe YAML (allow_unsafe must be False).")
+        try:
+            return super().load_yaml_with_base(filename, allow_unsafe=False)
+        except yaml.constructor.ConstructorError as e:
+            raise ValueError(
+                f"Config file {filename} uses a YAML tag that is not allowed: {e.problem} "
+                f"({e.problem_mark}). Write plain values (numbers, strings, lists) instead."
+            ) from e
+        except yaml.YAMLError as e:
+            raise ValueError(f"Config file {filename} is not valid YAML: {e}") from e
+
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+        """Merge a YAML file (with its ``_BASE_`` chain) into this config, checking every key."""
+        loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+        plugins = (loaded.get("MODEL") or {}).get("PLUGINS") if isinstance(loaded, dict) else None
+        if plugins:
+            self._load_plugins(plugins)
+        self._merge_checked(loaded or {}, source=f"file {cfg_filename}")
+
+    def merge_from_list(self, cfg_list: List[str]) -> "CfgNode":
+        """Merge ``[KEY, VALUE, KEY, VALUE, ...]`` (command-line overrides), checking every key."""
+        if len(cfg_list) % 2 != 0:
+            raise ValueError(
+                f"Overrides must be KEY VALUE pairs; got an odd number of items: {cfg_list}"
+            )
+        nested: Dict = {}
+        for key, raw in zip(cfg_list[0::2], cfg_list[1::2]):
+            node = nested
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = self._decode_cfg_value(raw)
+        plugins = (nested.get("MODEL") or {}).get("PLUGINS")
+        if plugins:
+            self._load_plugins(plugins)
+        self._merge_checked(nested, source="command-line overrides")
+        return self
+
+    def _load_plugins(self, plugins: List[str]) -> None:
+        from ..plugins import load_plugins
+
+        load_plugins(plugins)
+        self.apply_extensions()
+
+    def apply_extensions(self) -> None:
+        """Apply registered ``config_extension`` functions this config has not seen yet."""
+        applied = self.__dict__.setdefault(_APPLIED, set())
+        for fn in _CONFIG_EXTENSIONS:
+            key = f"{fn.__module__}.{fn.__qualname__}"
+            if key not in applied:
+                was_frozen = self.is_frozen()
+                self.defrost()
+                fn(self)
+                if was_frozen:
+                    self.freeze()
+                applied.add(key)
+
+    def _merge_checked(self, loaded: Dict, source: str) -> None:
+        if self.is_frozen():
+            raise AttributeError(f"Cannot merge {source} into a frozen config; clone() it first.")
+        checked = self._check(loaded, self, prefix="", source=source)
+        super().merge_from_other_cfg(CfgNode(checked))
+
+    def _check(self, loaded: Dict, reference: Dict, prefix: str, source: str) -> Dict:
+        """Return ``loaded`` with values coerced to the reference types; raise on bad keys."""
+        out = {}
+        for key, value in loaded.items():
+            full = f"{prefix}{key}"
+            if key == "_BASE_":
+                continue
+            if key not in reference:
+                candidates = _full_keys(self)
+                hint = difflib.get_close_matches(full, candidates, n=1, cutoff=0.0)
+                raise KeyError(
+                    f"Unknown config key '{full}' (from {source})."
+                    + (f" Did you mean '{hint[0]}'?" if hint else "")
+                    + " Plug-ins add their own keys with add_<name>_config(cfg)."
+                )
+            default = reference[key]
+            if isinstance(default, dict):
+                if not isinstance(value, dict):
+                    raise ValueError(
+                        f"Config key {full} (from {source}) is a group of keys; got {value!r}."
+                    )
+                out[key] = self._check(value, default, full + ".", source)
+            else:
+                out[key] = _coerce(full, value, default, source)
+        return out
+
+    def dump(self, **kwargs: Any) -> str:
+        """Return the config as YAML text."""
+        return super().dump(**kwargs)
+
+
+def get_cfg() -> CfgNode:
+    """Return a fresh copy of the default config, with installed plug-ins' keys added."""
+    from ..plugins import load_entry_point_plugins
+    from .defaults import _C
+
+    load_entry_point_plugins()
+    cfg = _C.clone()
+    cfg.apply_extensions()
+    return cfg

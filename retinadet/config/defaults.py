@@ -1,0 +1,96 @@
+"""Every core config key with its default value, one comment each."""
+import math
+
+from .config import CfgNode as CN
+
+_C = CN()
+_C.VERSION = 1  # config format version
+
+# ---------------------------------------------------------------------------- model
+_C.MODEL = CN()
+_C.MODEL.META_ARCHITECTURE = "RetinaNet"  # META_ARCH_REGISTRY name of the whole detector
+_C.MODEL.PLUGINS = []  # modules or .py files imported before building (they register parts)
+_C.MODEL.DEVICE = "cpu"  # device the model is built on: "cpu" or "cuda"
+_C.MODEL.WEIGHTS = ""  # path of a checkpoint loaded after building ("" = random init)
+_C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]  # per-channel mean (0-255 scale, INPUT.FORMAT order)
+_C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]  # per-channel std (0-255 scale, INPUT.FORMAT order)
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "ResNet"  # BACKBONE_REGISTRY name
+_C.MODEL.BACKBONE.FREEZE_AT = 2  # freeze the stem (1) and stages res2.. res{FREEZE_AT} (0 = nothing)
+_C.MODEL.BACKBONE.WEIGHTS = ""  # torchvision ImageNet ResNet state dict (.pth) loaded into the backbone
+
+_C.MODEL.RESNETS = CN()
+_C.MODEL.RESNETS.DEPTH = 50  # 18, 34 (basic blocks), 50, 101 (bottleneck blocks)
+_C.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]  # stages returned, from res2 (stride 4) .. res5 (32)
+_C.MODEL.RESNETS.NORM = "FrozenBN"  # norm layer: FrozenBN, BN, SyncBN or GN
+_C.MODEL.RESNETS.NUM_GROUPS_GN = 32  # number of groups when NORM is GN
+_C.MODEL.RESNETS.STRIDE_IN_1X1 = False  # bottleneck stride on the 1x1 conv (MSRA/detectron2) not the 3x3
+_C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64  # channels of the 7x7 stem conv
+_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256  # res2 output channels for bottleneck nets (64 for basic blocks)
+
+_C.MODEL.NECK = CN()
+_C.MODEL.NECK.NAME = "FPN"  # NECK_REGISTRY name
+
+_C.MODEL.FPN = CN()
+_C.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]  # backbone features given lateral 1x1 convs
+_C.MODEL.FPN.OUT_CHANNELS = 256  # channels of every pyramid level
+_C.MODEL.FPN.NORM = ""  # norm after lateral/output convs: "" (none) or GN
+_C.MODEL.FPN.TOP_BLOCK_IN_FEATURE = "res5"  # P6 input: "res5" (C5, paper/detectron2) or "p5" (torchvision)
+_C.MODEL.FPN.NUM_TOP_LEVELS = 2  # extra levels above the top input (P6, P7), each a 3x3 stride-2 conv
+
+_C.MODEL.ANCHOR_GENERATOR = CN()
+_C.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"  # ANCHOR_GENERATOR_REGISTRY name
+_C.MODEL.ANCHOR_GENERATOR.SIZES = [32, 64, 128, 256, 512]  # base anchor size (sqrt of area) per level
+_C.MODEL.ANCHOR_GENERATOR.SCALES = [1.0, 2 ** (1.0 / 3), 2 ** (2.0 / 3)]  # size multipliers per location
+_C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [0.5, 1.0, 2.0]  # height / width ratios per location
+_C.MODEL.ANCHOR_GENERATOR.OFFSET = 0.0  # anchor centre offset in units of the stride (0 = cell corner)
+
+_C.MODEL.MATCHER = CN()
+_C.MODEL.MATCHER.NAME = "IoUMatcher"  # MATCHER_REGISTRY name
+_C.MODEL.MATCHER.THRESHOLDS = [0.4, 0.5]  # IoU boundaries between the LABELS intervals
+_C.MODEL.MATCHER.LABELS = ["NEGATIVE", "IGNORE", "POSITIVE"]  # label of each IoU interval
+_C.MODEL.MATCHER.ALLOW_LOW_QUALITY_MATCHES = True  # each gt's best anchors are positive even below 0.5
+
+_C.MODEL.BOX_CODER = CN()
+_C.MODEL.BOX_CODER.NAME = "DeltaXYWHBoxCoder"  # BOX_CODER_REGISTRY name
+_C.MODEL.BOX_CODER.WEIGHTS = [1.0, 1.0, 1.0, 1.0]  # multipliers of (dx, dy, dw, dh)
+_C.MODEL.BOX_CODER.SCALE_CLAMP = math.log(1000.0 / 16)  # upper clamp of dw, dh before exp() in decode
+
+_C.MODEL.HEAD = CN()
+_C.MODEL.HEAD.NAME = "RetinaNetHead"  # HEAD_REGISTRY name
+_C.MODEL.HEAD.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]  # neck features the head and anchors use
+_C.MODEL.HEAD.NUM_CONVS = 4  # 3x3 conv + ReLU layers in each subnet
+_C.MODEL.HEAD.NORM = ""  # norm inside the subnets: "" (none) or GN
+_C.MODEL.HEAD.PRIOR_PROB = 0.01  # initial foreground probability pi: class bias = -log((1 - pi) / pi)
+
+_C.MODEL.CLS_LOSS = CN()
+_C.MODEL.CLS_LOSS.NAME = "SigmoidFocalLoss"  # LOSS_REGISTRY name of the classification loss
+_C.MODEL.CLS_LOSS.ALPHA = 0.25  # weight of the foreground term (1 - ALPHA for background; < 0 = none)
+_C.MODEL.CLS_LOSS.GAMMA = 2.0  # focusing parameter of the focal loss (FL and FL*)
+_C.MODEL.CLS_LOSS.BETA = 0.0  # shift of FL* (SigmoidFocalLossStar only)
+
+_C.MODEL.BOX_LOSS = CN()
+_C.MODEL.BOX_LOSS.NAME = "SmoothL1Loss"  # LOSS_REGISTRY name of the box-regression loss
+_C.MODEL.BOX_LOSS.BETA = 0.1  # transition point of the smooth L1 loss (SmoothL1Loss only)
+
+_C.MODEL.RETINANET = CN()
+_C.MODEL.RETINANET.NUM_CLASSES = 80  # number of object classes K (no background class)
+_C.MODEL.RETINANET.NORMALIZE_PER_IMAGE = False  # normalise per image then average (torchvision) vs per batch
+_C.MODEL.RETINANET.LOSS_NORMALIZER_MOMENTUM = 0.9  # EMA momentum of the foreground count (0 = no EMA)
+_C.MODEL.RETINANET.SCORE_THRESH_TEST = 0.05  # inference: drop scores at or below this, per level
+_C.MODEL.RETINANET.TOPK_CANDIDATES_TEST = 1000  # inference: best candidates kept per level before NMS
+_C.MODEL.RETINANET.NMS_THRESH_TEST = 0.5  # inference: IoU threshold of the class-aware NMS
+_C.MODEL.RETINANET.DETECTIONS_PER_IMAGE = 100  # inference: detections kept per image after NMS
+
+# ---------------------------------------------------------------------------- input
+_C.INPUT = CN()
+_C.INPUT.FORMAT = "RGB"  # channel order of input images: RGB or BGR
+_C.INPUT.MIN_SIZE_TRAIN = [800]  # shortest-edge sizes chosen from in training
+_C.INPUT.MAX_SIZE_TRAIN = 1333  # longest edge cap in training
+_C.INPUT.MIN_SIZE_TEST = 800  # shortest-edge size at test time
+_C.INPUT.MAX_SIZE_TEST = 1333  # longest edge cap at test time
+
+# ---------------------------------------------------------------------------- misc
+_C.OUTPUT_DIR = "./output"  # where run artefacts go
+_C.SEED = -1  # global random seed (< 0 = from time)

@@ -1,0 +1,18 @@
+"""Model parts; importing this package registers every built-in part in its registry."""
+from . import anchor_generators, backbones, box_coders, heads, losses, matchers, meta_arch, necks
+from .build import build, build_model
+from .shape_spec import ShapeSpec
+
+__all__ = [
+    "anchor_generators",
+    "backbones",
+    "box_coders",
+    "heads",
+    "losses",
+    "matchers",
+    "meta_arch",
+    "necks",
+    "build",
+    "build_model",
+    "ShapeSpec",
+]

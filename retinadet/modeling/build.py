@@ -1,0 +1,40 @@
+"""Builders: one generic build(registry, name, cfg, **context) and build_model(cfg)."""
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import CfgNode
+from ..plugins import load_plugins
+from ..registry import META_ARCH_REGISTRY, Registry
+
+__all__ = ["build", "build_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def build(registry: Registry, name: str, cfg: CfgNode, **context: Any) -> Any:
+    """Look ``name`` up in ``registry`` and return ``cls(**cls.from_config(cfg, **context))``.
+
+    ``context`` carries what earlier parts computed (e.g. ``input_shape``), never config values.
+    """
+    cls = registry.get(name)
+    if not hasattr(cls, "from_config"):
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__} (registered as '{name}' in the "
+            f"{registry._name} registry) has no from_config(cls, cfg, **context) classmethod."
+        )
+    return cls(**cls.from_config(cfg, **context))
+
+
+def build_model(cfg: CfgNode) -> nn.Module:
+    """Import MODEL.PLUGINS, build MODEL.META_ARCHITECTURE on MODEL.DEVICE, load MODEL.WEIGHTS."""
+    load_plugins(cfg.MODEL.PLUGINS)
+    model = build(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, cfg)
+    model.to(torch.device(cfg.MODEL.DEVICE))
+    if cfg.MODEL.WEIGHTS:
+        from ..checkpoint import load_weights
+
+        load_weights(model, cfg.MODEL.WEIGHTS)
+    return model

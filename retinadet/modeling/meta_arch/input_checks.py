@@ -1,0 +1,82 @@
+"""Validation of the model's list[dict] inputs, with errors naming the image and the entry."""
+from typing import Dict, List, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_images", "check_targets"]
+
+_IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_images(batched_inputs: Sequence[Dict]) -> None:
+    """Raise ValueError unless every ``batched_inputs[i]["image"]`` is a (3, H, W) image tensor."""
+    if not isinstance(batched_inputs, (list, tuple)) or len(batched_inputs) == 0:
+        raise ValueError(
+            f"The model takes a non-empty list of dicts, one per image; got {type(batched_inputs).__name__}"
+            + (" of length 0" if isinstance(batched_inputs, (list, tuple)) else "")
+            + "."
+        )
+    for i, item in enumerate(batched_inputs):
+        if not isinstance(item, dict) or "image" not in item:
+            raise ValueError(f"batched_inputs[{i}] must be a dict with an 'image' entry; got {type(item).__name__}.")
+        image = item["image"]
+        if not isinstance(image, Tensor):
+            raise ValueError(f"batched_inputs[{i}]['image'] must be a torch.Tensor; got {type(image).__name__}.")
+        if image.dim() != 3 or image.shape[0] != 3 or image.shape[1] < 1 or image.shape[2] < 1:
+            raise ValueError(
+                f"batched_inputs[{i}]['image'] has shape {tuple(image.shape)}; expected (3, H, W) with H, W >= 1."
+            )
+        if image.dtype not in _IMAGE_DTYPES:
+            raise ValueError(
+                f"batched_inputs[{i}]['image'] has dtype {image.dtype}; expected one of "
+                f"{[str(d) for d in _IMAGE_DTYPES]} with values in 0-255."
+            )
+
+
+def _check_boxes_of_image(i: int, boxes: Tensor) -> None:
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+        shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"batched_inputs[{i}]['boxes'] must be a float (N, 4) xyxy tensor; got {shape}.")
+    if not boxes.is_floating_point():
+        raise ValueError(f"batched_inputs[{i}]['boxes'] must be floating point; got {boxes.dtype}.")
+    bad = ~torch.isfinite(boxes).all(dim=1)
+    if bad.any():
+        j = int(bad.nonzero()[0])
+        raise ValueError(f"batched_inputs[{i}]['boxes'][{j}] = {boxes[j].tolist()} is not finite.")
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        j = int(inverted.nonzero()[0])
+        raise ValueError(
+            f"batched_inputs[{i}]['boxes'][{j}] = {boxes[j].tolist()} has x2 < x1 or y2 < y1; "
+            "boxes must be xyxy in absolute pixels."
+        )
+
+
+def check_targets(batched_inputs: Sequence[Dict], num_classes: int) -> List[Dict[str, Tensor]]:
+    """Check training targets; return [{"boxes": (N, 4) float, "labels": (N,) int64}] per image."""
+    targets = []
+    for i, item in enumerate(batched_inputs):
+        if "boxes" not in item or "labels" not in item:
+            raise ValueError(
+                f"batched_inputs[{i}] lacks 'boxes' or 'labels'; training needs both (use an empty "
+                "(0, 4) tensor and (0,) tensor for an image without objects)."
+            )
+        boxes, labels = item["boxes"], item["labels"]
+        _check_boxes_of_image(i, boxes)
+        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != boxes.shape[0]:
+            shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise ValueError(
+                f"batched_inputs[{i}]['labels'] must be an int64 ({boxes.shape[0]},) tensor; got {shape}."
+            )
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"batched_inputs[{i}]['labels'] must be integers; got {labels.dtype}.")
+        outside = (labels < 0) | (labels >= num_classes)
+        if outside.any():
+            j = int(outside.nonzero()[0])
+            raise ValueError(
+                f"batched_inputs[{i}]['labels'][{j}] = {int(labels[j])} is outside [0, {num_classes}) "
+                "(MODEL.RETINANET.NUM_CLASSES)."
+            )
+        targets.append({"boxes": boxes.float(), "labels": labels.long()})
+    return targets

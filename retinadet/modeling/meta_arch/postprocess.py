@@ -1,0 +1,76 @@
+"""RetinaNet inference: per-level top-k, decode, class-aware NMS, rescale to the requested size."""
+from typing import Dict, List, Tuple
+
+import torch
+from torch import Tensor
+
+from ... import ops
+from ...structures import clip_boxes, scale_boxes
+
+__all__ = ["detections_per_image", "rescale_detections"]
+
+
+def _candidates_per_level(
+    logits: Tensor, deltas: Tensor, anchors: Tensor, box_coder, score_thresh: float, topk: int
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Best ``topk`` (anchor, class) pairs of one level scoring above ``score_thresh``.
+
+    Args:
+        logits: (R, K); deltas: (R, 4); anchors: (R, 4) xyxy.
+    Returns:
+        boxes (k, 4) xyxy decoded, scores (k,), labels (k,) int64.
+    """
+    num_classes = logits.shape[-1]
+    scores = logits.sigmoid().flatten()
+    keep = scores > score_thresh
+    candidate_idxs = keep.nonzero().squeeze(1)
+    scores = scores[keep]
+    num_topk = min(topk, candidate_idxs.numel())
+    scores, order = scores.topk(num_topk)
+    candidate_idxs = candidate_idxs[order]
+    anchor_idxs = torch.div(candidate_idxs, num_classes, rounding_mode="floor")
+    labels = candidate_idxs % num_classes
+    boxes = box_coder.decode(deltas[anchor_idxs], anchors[anchor_idxs])
+    return boxes, scores, labels
+
+
+def detections_per_image(
+    logits_per_level: List[Tensor],
+    deltas_per_level: List[Tensor],
+    anchors_per_level: List[Tensor],
+    image_size: Tuple[int, int],
+    box_coder,
+    score_thresh: float,
+    topk_candidates: int,
+    nms_thresh: float,
+    max_detections: int,
+) -> Dict[str, Tensor]:
+    """Detections of one image from its per-level head outputs.
+
+    Args:
+        logits_per_level: list of (Ri, K); deltas_per_level: list of (Ri, 4);
+        anchors_per_level: list of (Ri, 4) xyxy; image_size: (h, w) the boxes are clipped to.
+
+    Returns:
+        {"boxes": (D, 4) xyxy, "scores": (D,), "labels": (D,) int64}, best score first.
+    """
+    boxes, scores, labels = [], [], []
+    for logits, deltas, anchors in zip(logits_per_level, deltas_per_level, anchors_per_level):
+        b, s, l = _candidates_per_level(logits, deltas, anchors, box_coder, score_thresh, topk_candidates)
+        boxes.append(clip_boxes(b, image_size))
+        scores.append(s)
+        labels.append(l)
+    boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+    keep = ops.batched_nms(boxes, scores, labels, nms_thresh)[:max_detections]
+    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+
+
+def rescale_detections(detections: Dict[str, Tensor], input_size: Tuple[int, int], output_size) -> Dict:
+    """Scale ``detections["boxes"]`` from ``input_size`` (h, w) to ``output_size`` (height, width)."""
+    height, width = output_size
+    scale_y, scale_x = height / input_size[0], width / input_size[1]
+    if scale_x == 1.0 and scale_y == 1.0:
+        return detections
+    out = dict(detections)
+    out["boxes"] = clip_boxes(scale_boxes(detections["boxes"], scale_x, scale_y), (height, width))
+    return out

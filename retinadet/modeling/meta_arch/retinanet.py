@@ -1,0 +1,200 @@
+"""RetinaNet (Lin et al. 2017): backbone + FPN + dense head, trained with the focal loss."""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ...registry import (
+    ANCHOR_GENERATOR_REGISTRY,
+    BACKBONE_REGISTRY,
+    BOX_CODER_REGISTRY,
+    HEAD_REGISTRY,
+    LOSS_REGISTRY,
+    MATCHER_REGISTRY,
+    META_ARCH_REGISTRY,
+    NECK_REGISTRY,
+)
+from ...structures import ImageList
+from ..build import build
+from .input_checks import check_images, check_targets
+from .losses import dense_detection_losses
+from .postprocess import detections_per_image, rescale_detections
+
+__all__ = ["RetinaNet"]
+
+
+@META_ARCH_REGISTRY.register()
+class RetinaNet(nn.Module):
+    """One-stage detector: every anchor of P3-P7 is classified (K sigmoids) and regressed.
+
+    Input: list of dicts, one per image, with "image" (3, H, W) in 0-255 in the configured channel
+    order; training adds "boxes" (N, 4) xyxy and "labels" (N,) in [0, K); optional "height" and
+    "width" give the size to report detections in. Training returns {"loss_cls", "loss_box_reg"};
+    inference returns [{"boxes" (D, 4) xyxy, "scores" (D,), "labels" (D,)}] per image.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        neck: nn.Module,
+        head: nn.Module,
+        anchor_generator: nn.Module,
+        matcher: nn.Module,
+        box_coder,
+        cls_loss: nn.Module,
+        box_loss: nn.Module,
+        num_classes: int,
+        head_in_features: Sequence[str],
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        normalize_per_image: bool = False,
+        loss_normalizer_momentum: float = 0.9,
+        score_thresh: float = 0.05,
+        topk_candidates: int = 1000,
+        nms_thresh: float = 0.5,
+        detections_per_image: int = 100,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.anchor_generator = anchor_generator
+        self.matcher = matcher
+        self.box_coder = box_coder
+        self.cls_loss = cls_loss
+        self.box_loss = box_loss
+        self.num_classes = num_classes
+        self.head_in_features = list(head_in_features)
+        self.normalize_per_image = normalize_per_image
+        if not 0.0 <= loss_normalizer_momentum < 1.0:
+            raise ValueError(f"loss_normalizer_momentum must be in [0, 1); got {loss_normalizer_momentum}.")
+        self.loss_normalizer_momentum = loss_normalizer_momentum
+        self.score_thresh = score_thresh
+        self.topk_candidates = topk_candidates
+        self.nms_thresh = nms_thresh
+        self.max_detections_per_image = detections_per_image
+        self.size_divisibility = getattr(backbone, "size_divisibility", 32)
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+        # detectron2 starts the EMA of the foreground count at 100; it is part of the training state.
+        self.register_buffer("loss_normalizer", torch.tensor(100.0))
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        """Build every part from its registry; shapes flow backbone -> neck -> head and anchors."""
+        backbone = build(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg)
+        neck = build(NECK_REGISTRY, cfg.MODEL.NECK.NAME, cfg, input_shape=backbone.output_shape())
+        neck_shape = neck.output_shape()
+        missing = [f for f in cfg.MODEL.HEAD.IN_FEATURES if f not in neck_shape]
+        if missing:
+            raise ValueError(
+                f"MODEL.HEAD.IN_FEATURES names {missing}, which the neck does not produce; "
+                f"it produces {list(neck_shape)}."
+            )
+        level_shapes = [neck_shape[f] for f in cfg.MODEL.HEAD.IN_FEATURES]
+        anchor_generator = build(
+            ANCHOR_GENERATOR_REGISTRY, cfg.MODEL.ANCHOR_GENERATOR.NAME, cfg, input_shape=level_shapes
+        )
+        head = build(
+            HEAD_REGISTRY, cfg.MODEL.HEAD.NAME, cfg,
+            input_shape=level_shapes, num_anchors=anchor_generator.num_anchors,
+        )
+        rn = cfg.MODEL.RETINANET
+        return {
+            "backbone": backbone,
+            "neck": neck,
+            "head": head,
+            "anchor_generator": anchor_generator,
+            "matcher": build(MATCHER_REGISTRY, cfg.MODEL.MATCHER.NAME, cfg),
+            "box_coder": build(BOX_CODER_REGISTRY, cfg.MODEL.BOX_CODER.NAME, cfg),
+            "cls_loss": build(LOSS_REGISTRY, cfg.MODEL.CLS_LOSS.NAME, cfg, loss_cfg=cfg.MODEL.CLS_LOSS),
+            "box_loss": build(LOSS_REGISTRY, cfg.MODEL.BOX_LOSS.NAME, cfg, loss_cfg=cfg.MODEL.BOX_LOSS),
+            "num_classes": rn.NUM_CLASSES,
+            "head_in_features": cfg.MODEL.HEAD.IN_FEATURES,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "normalize_per_image": rn.NORMALIZE_PER_IMAGE,
+            "loss_normalizer_momentum": rn.LOSS_NORMALIZER_MOMENTUM,
+            "score_thresh": rn.SCORE_THRESH_TEST,
+            "topk_candidates": rn.TOPK_CANDIDATES_TEST,
+            "nms_thresh": rn.NMS_THRESH_TEST,
+            "detections_per_image": rn.DETECTIONS_PER_IMAGE,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return self.pixel_mean.device
+
+    def preprocess_image(self, batched_inputs: Sequence[Dict]) -> ImageList:
+        """Check, normalise ((x - mean) / std) and pad the images into an ImageList."""
+        check_images(batched_inputs)
+        images = [
+            (x["image"].to(self.device, torch.float32) - self.pixel_mean) / self.pixel_std
+            for x in batched_inputs
+        ]
+        return ImageList.from_tensors(images, self.size_divisibility)
+
+    def forward_features(self, images: ImageList):
+        """Dense network: (logits_per_level, deltas_per_level, anchors_per_level) for a batch."""
+        pyramid = self.neck(self.backbone(images.tensor))
+        features = [pyramid[f] for f in self.head_in_features]
+        logits, deltas = self.head(features)
+        anchors = self.anchor_generator(features, images.padded_size)
+        return logits, deltas, anchors
+
+    def forward(self, batched_inputs: Sequence[Dict]):
+        """Losses (training) or detections (inference); see the class docstring."""
+        images = self.preprocess_image(batched_inputs)
+        if self.training:
+            targets = check_targets(batched_inputs, self.num_classes)
+        logits, deltas, anchors = self.forward_features(images)
+        if self.training:
+            return self.losses(logits, deltas, anchors, targets)
+        return self.inference(logits, deltas, anchors, images.image_sizes, batched_inputs)
+
+    def losses(
+        self,
+        logits: List[Tensor],
+        deltas: List[Tensor],
+        anchors: List[Tensor],
+        targets: List[Dict[str, Tensor]],
+    ) -> Dict[str, Tensor]:
+        """Focal loss on all non-ignored anchors and box loss on foreground anchors.
+
+        Both are divided by the number of foreground anchors: of the batch, smoothed by an EMA when
+        ``loss_normalizer_momentum`` > 0 (detectron2), or of each image then averaged
+        (``normalize_per_image``, torchvision).
+        """
+        loss_cls, loss_box, num_pos = dense_detection_losses(
+            torch.cat(logits, dim=1), torch.cat(deltas, dim=1), torch.cat(anchors), targets,
+            self.matcher, self.box_coder, self.cls_loss, self.box_loss, self.normalize_per_image,
+        )
+        if self.normalize_per_image:
+            return {"loss_cls": loss_cls, "loss_box_reg": loss_box}
+        normalizer = self._update_normalizer(num_pos)
+        return {"loss_cls": loss_cls / normalizer, "loss_box_reg": loss_box / normalizer}
+
+    @torch.no_grad()
+    def _update_normalizer(self, num_pos: Tensor) -> Tensor:
+        value = num_pos.clamp(min=1).to(self.loss_normalizer)
+        m = self.loss_normalizer_momentum
+        if m == 0.0:
+            return value
+        self.loss_normalizer.mul_(m).add_((1 - m) * value)
+        return self.loss_normalizer.clone()
+
+    def inference(self, logits, deltas, anchors, image_sizes, batched_inputs: Optional[Sequence[Dict]] = None):
+        """Detections per image, in each input's "height" x "width" frame when given."""
+        results = []
+        for i, image_size in enumerate(image_sizes):
+            det = detections_per_image(
+                [x[i] for x in logits], [x[i] for x in deltas], anchors, image_size, self.box_coder,
+                self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
+            )
+            item = batched_inputs[i] if batched_inputs is not None else {}
+            if "height" in item and "width" in item:
+                det = rescale_detections(det, image_size, (int(item["height"]), int(item["width"])))
+            results.append(det)
+        return results

@@ -1,0 +1,1 @@
+"""Utilities: synthetic batches and environment information."""
