@@ -1,0 +1,383 @@
+"""ResNet-18/34/50/101 backbone with torchvision's module names, returning res2..res5 features."""
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ...config import CfgNode
+from ...registry import BACKBONE_REGISTRY
+from ..norm import freeze_batch_norm, get_norm
+from ..shape_spec import ShapeSpec
+
+__all__ = ["ResNet", "BasicBlock", "BottleneckBlock", "WeightLoadReport"]
+
+logger = logging.getLogger(__name__)
+
+# depth -> (uses bottleneck blocks, blocks per stage res2..res5), as in He et al. 2016, Table 1.
+_ARCHS: Dict[int, Tuple[bool, Tuple[int, int, int, int]]] = {
+    18: (False, (2, 2, 2, 2)),
+    34: (False, (3, 4, 6, 3)),
+    50: (True, (3, 4, 6, 3)),
+    101: (True, (3, 4, 23, 3)),
+}
+_FEATURES = ("res2", "res3", "res4", "res5")
+_STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+# Batch-norm bookkeeping that torchvision checkpoints carry but FrozenBN / GN do not need.
+_BN_COUNTER = "num_batches_tracked"
+
+
+def _norm(name: str, channels: int, num_groups: int) -> nn.Module:
+    """get_norm, with nn.Identity standing in for "" so module names stay torchvision's."""
+    layer = get_norm(name, channels, num_groups)
+    return nn.Identity() if layer is None else layer
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    """Bias-free conv, 'same' padding for odd kernels (the norm after it makes a bias redundant)."""
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False)
+
+
+def _shortcut(c_in: int, c_out: int, stride: int, norm: str, groups: int) -> Optional[nn.Module]:
+    """Projection shortcut (1x1 conv + norm) when the block changes shape, else None (identity)."""
+    if stride == 1 and c_in == c_out:
+        return None
+    return nn.Sequential(_conv(c_in, c_out, 1, stride), _norm(norm, c_out, groups))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs plus shortcut: (N, c_in, H, W) -> (N, c_out, H/stride, W/stride)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: str, num_groups_gn: int):
+        super().__init__()
+        self.conv1 = _conv(c_in, c_out, 3, stride)
+        self.bn1 = _norm(norm, c_out, num_groups_gn)
+        self.conv2 = _conv(c_out, c_out, 3)
+        self.bn2 = _norm(norm, c_out, num_groups_gn)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(c_in, c_out, stride, norm, num_groups_gn)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class BottleneckBlock(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand, plus shortcut: (N, c_in, H, W) -> (N, c_out, H/s, W/s).
+
+    ``stride_in_1x1`` puts the stride on conv1 (original MSRA / detectron2 weights); otherwise it is
+    on conv2, the 3x3 (torchvision's "ResNet v1.5", which its ImageNet weights were trained with).
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        width: int,
+        stride: int,
+        norm: str,
+        num_groups_gn: int,
+        stride_in_1x1: bool,
+    ):
+        super().__init__()
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = _conv(c_in, width, 1, stride_1x1)
+        self.bn1 = _norm(norm, width, num_groups_gn)
+        self.conv2 = _conv(width, width, 3, stride_3x3)
+        self.bn2 = _norm(norm, width, num_groups_gn)
+        self.conv3 = _conv(width, c_out, 1)
+        self.bn3 = _norm(norm, c_out, num_groups_gn)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(c_in, c_out, stride, norm, num_groups_gn)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+@dataclass
+class WeightLoadReport:
+    """What ``ResNet.load_torchvision_weights`` did: keys loaded and keys skipped, with reasons."""
+
+    source: str
+    loaded: List[str] = field(default_factory=list)
+    skipped: Dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        reasons: Dict[str, int] = {}
+        for reason in self.skipped.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        skipped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
+        return f"Loaded {len(self.loaded)} tensors from {self.source}; skipped: {skipped}."
+
+
+def _describe_state_dict(state_dict: Mapping[str, Tensor]) -> Tuple[Optional[int], str]:
+    """Guess the ResNet depth a torchvision state dict comes from: (depth or None, description)."""
+    blocks = [0, 0, 0, 0]
+    for key in state_dict:
+        m = re.match(r"layer([1-4])\.(\d+)\.", key)
+        if m:
+            stage, index = int(m.group(1)) - 1, int(m.group(2))
+            blocks[stage] = max(blocks[stage], index + 1)
+    bottleneck = any(".conv3." in key for key in state_dict)
+    kind = "bottleneck" if bottleneck else "basic"
+    for depth, arch in _ARCHS.items():
+        if arch == (bottleneck, tuple(blocks)):
+            return depth, f"ResNet-{depth}"
+    return None, f"{kind} blocks per stage {blocks}"
+
+
+@BACKBONE_REGISTRY.register()
+class ResNet(nn.Module):
+    """ResNet (He et al. 2016) without avgpool/fc: image (N, 3, H, W) -> {"res2".."res5" subset}.
+
+    Feature ``resK`` is torchvision's ``layer{K-1}`` output, (N, C, H/s, W/s) with s = 4, 8, 16, 32.
+    Only the stages up to the last requested feature are built and run. Module names match
+    torchvision's ``resnetXX``, so its ImageNet state dict loads as is (``fc.*`` ignored).
+
+    Args:
+        depth: 18 or 34 (basic blocks), 50 or 101 (bottleneck blocks).
+        out_features: names among "res2".."res5" to return; returned in res2..res5 order.
+        norm: norm layer name for ``get_norm`` ("FrozenBN", "BN", "SyncBN", "GN", "").
+        num_groups_gn: groups when ``norm`` is "GN".
+        freeze_at: 0 nothing frozen, 1 the stem (conv1, bn1), k >= 2 the stem and res2..res{k}.
+            Frozen parameters stop requiring grad and their batch norms become FrozenBatchNorm2d.
+        stride_in_1x1: bottleneck stride on the 1x1 conv1 (MSRA) instead of the 3x3 conv2.
+        stem_out_channels: channels of the 7x7 stride-2 stem conv.
+        res2_out_channels: res2 output channels of bottleneck nets (basic-block nets use 64);
+            bottleneck width is a quarter of it at res2, and channels double every stage.
+        weights: path of a torchvision ImageNet ResNet state dict (.pth) to load; "" for none.
+    """
+
+    size_divisibility = 32
+
+    def __init__(
+        self,
+        depth: int,
+        out_features: Sequence[str] = ("res3", "res4", "res5"),
+        norm: str = "FrozenBN",
+        num_groups_gn: int = 32,
+        freeze_at: int = 0,
+        stride_in_1x1: bool = False,
+        stem_out_channels: int = 64,
+        res2_out_channels: int = 256,
+        weights: str = "",
+    ):
+        super().__init__()
+        self._check_args(depth, out_features, freeze_at, res2_out_channels)
+        self.depth = depth
+        self._out_features = [name for name in _FEATURES if name in out_features]
+        bottleneck, blocks_per_stage = _ARCHS[depth]
+        num_stages = _FEATURES.index(self._out_features[-1]) + 1
+
+        self.conv1 = nn.Conv2d(3, stem_out_channels, 7, stride=2, padding=3, bias=False)
+        self.bn1 = _norm(norm, stem_out_channels, num_groups_gn)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        c_in = stem_out_channels
+        c_out = res2_out_channels if bottleneck else 64
+        self._channels: Dict[str, int] = {}
+        for i in range(num_stages):
+            blocks = []
+            for b in range(blocks_per_stage[i]):
+                # res2 keeps the stem's stride 4 (the maxpool already halved); later stages halve.
+                stride = 2 if (b == 0 and i > 0) else 1
+                if bottleneck:
+                    block = BottleneckBlock(
+                        c_in, c_out, c_out // 4, stride, norm, num_groups_gn, stride_in_1x1
+                    )
+                else:
+                    block = BasicBlock(c_in, c_out, stride, norm, num_groups_gn)
+                blocks.append(block)
+                c_in = c_out
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+            self._channels[_FEATURES[i]] = c_out
+            c_out *= 2
+
+        self._init_weights()
+        if weights:
+            self.load_torchvision_weights(weights)
+        # Freezing after loading so that converted FrozenBatchNorm2d buffers hold the loaded stats.
+        self.freeze(freeze_at)
+
+    @staticmethod
+    def _check_args(
+        depth: int, out_features: Sequence[str], freeze_at: int, res2_out_channels: int
+    ) -> None:
+        if depth not in _ARCHS:
+            raise ValueError(
+                f"ResNet depth={depth!r} (MODEL.RESNETS.DEPTH) is not supported; "
+                f"valid depths: {sorted(_ARCHS)}."
+            )
+        if isinstance(out_features, str) or not out_features:
+            raise ValueError(
+                f"ResNet out_features={out_features!r} (MODEL.RESNETS.OUT_FEATURES) must be a "
+                f"non-empty list of names among {list(_FEATURES)}."
+            )
+        bad = [name for name in out_features if name not in _FEATURES]
+        if bad:
+            raise ValueError(
+                f"ResNet out_features={list(out_features)!r} (MODEL.RESNETS.OUT_FEATURES) has "
+                f"unknown names {bad}; valid names: {list(_FEATURES)}."
+            )
+        if not (isinstance(freeze_at, int) and 0 <= freeze_at <= 5):
+            raise ValueError(
+                f"ResNet freeze_at={freeze_at!r} (MODEL.BACKBONE.FREEZE_AT) must be an int in "
+                "0..5: 0 nothing, 1 the stem, k >= 2 the stem and res2..res{k}."
+            )
+        if _ARCHS[depth][0] and res2_out_channels % 4 != 0:
+            raise ValueError(
+                f"ResNet res2_out_channels={res2_out_channels} (MODEL.RESNETS.RES2_OUT_CHANNELS) "
+                "must be divisible by 4: the bottleneck width is a quarter of it."
+            )
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> dict:
+        """Arguments from cfg.MODEL.RESNETS.* and cfg.MODEL.BACKBONE.{FREEZE_AT, WEIGHTS}."""
+        r = cfg.MODEL.RESNETS
+        return {
+            "depth": r.DEPTH,
+            "out_features": tuple(r.OUT_FEATURES),
+            "norm": r.NORM,
+            "num_groups_gn": r.NUM_GROUPS_GN,
+            "freeze_at": cfg.MODEL.BACKBONE.FREEZE_AT,
+            "stride_in_1x1": r.STRIDE_IN_1X1,
+            "stem_out_channels": r.STEM_OUT_CHANNELS,
+            "res2_out_channels": r.RES2_OUT_CHANNELS,
+            "weights": cfg.MODEL.BACKBONE.WEIGHTS,
+        }
+
+    def _init_weights(self) -> None:
+        """He (fan_out) init for convs, weight 1 / bias 0 for norms, as torchvision does."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _stages(self) -> List[nn.Sequential]:
+        return [getattr(self, f"layer{i + 1}") for i in range(len(self._channels))]
+
+    def freeze(self, freeze_at: int) -> "ResNet":
+        """Freeze the stem (freeze_at >= 1) and res2..res{freeze_at}; returns self.
+
+        Frozen parameters get ``requires_grad=False``; batch norms there become FrozenBatchNorm2d
+        so that neither their statistics nor their affine terms change in training.
+        """
+        if freeze_at >= 1:
+            self._freeze_modules(["conv1", "bn1"])
+        for i in range(2, freeze_at + 1):
+            if i - 2 < len(self._channels):
+                self._freeze_modules([f"layer{i - 1}"])
+        return self
+
+    def _freeze_modules(self, names: List[str]) -> None:
+        for name in names:
+            module = freeze_batch_norm(getattr(self, name))
+            setattr(self, name, module)
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def output_shape(self) -> Dict[str, ShapeSpec]:
+        """{name: ShapeSpec(channels, stride)} for every returned feature, in res2..res5 order."""
+        return {
+            name: ShapeSpec(channels=self._channels[name], stride=_STRIDES[name])
+            for name in self._out_features
+        }
+
+    def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        """Image batch (N, 3, H, W) -> {name: (N, C, ceil(H/s), ceil(W/s))} for the out_features."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"ResNet expects images (N, 3, H, W); got shape {tuple(x.shape)}.")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outputs = {}
+        for name, stage in zip(_FEATURES, self._stages()):
+            x = stage(x)
+            if name in self._out_features:
+                outputs[name] = x
+        return outputs
+
+    def load_torchvision_weights(
+        self, path_or_state_dict: Union[str, os.PathLike, Mapping[str, Tensor]]
+    ) -> WeightLoadReport:
+        """Load a torchvision ImageNet ``resnetXX`` state dict from a .pth path or a dict.
+
+        ``fc.*`` and keys of stages this backbone does not build are skipped, as are norm
+        statistics our norm layers do not hold (e.g. running stats under GN). Raises
+        FileNotFoundError for a missing file and ValueError, naming the source, when the state
+        dict is of another depth, has a tensor of a different shape or lacks a needed tensor.
+
+        Returns:
+            WeightLoadReport listing loaded keys and skipped keys with the reason (also logged).
+        """
+        source, state_dict = self._read_state_dict(path_or_state_dict)
+        file_depth, described = _describe_state_dict(state_dict)
+        if file_depth is not None and file_depth != self.depth:
+            raise ValueError(
+                f"Weights from {source} are {described}, but this backbone is ResNet-{self.depth} "
+                "(MODEL.RESNETS.DEPTH); use weights of the same depth."
+            )
+        report = WeightLoadReport(source)
+        ours = self.state_dict()
+        modules = dict(self.named_modules())
+        built = {f"layer{i + 1}" for i in range(len(self._channels))}
+        to_load, unexpected = {}, []
+        for key, value in state_dict.items():
+            owner, _, leaf = key.rpartition(".")
+            if key.startswith("fc."):
+                report.skipped[key] = "classifier (fc) weights"
+            elif key in ours:
+                if ours[key].shape != value.shape:
+                    raise ValueError(
+                        f"Weights from {source}: '{key}' has shape {tuple(value.shape)} but this "
+                        f"ResNet-{self.depth} expects {tuple(ours[key].shape)}."
+                    )
+                to_load[key] = value
+            elif re.match(r"layer[1-4]\.", key) and key.split(".")[0] not in built:
+                report.skipped[key] = "stage not built (beyond the last out_feature)"
+            elif owner in modules and not isinstance(modules[owner], nn.Conv2d):
+                report.skipped[key] = f"'{leaf}' not held by {type(modules[owner]).__name__}"
+            else:
+                unexpected.append(key)
+        missing = [k for k in ours if k not in to_load and not k.endswith(_BN_COUNTER)]
+        if unexpected or missing:
+            raise ValueError(
+                f"Weights from {source} ({described}) do not fit this ResNet-{self.depth}: "
+                f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}, "
+                f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}."
+            )
+        self.load_state_dict(to_load, strict=False)
+        report.loaded = sorted(to_load)
+        logger.info(str(report))
+        return report
+
+    @staticmethod
+    def _read_state_dict(
+        path_or_state_dict: Union[str, os.PathLike, Mapping[str, Tensor]]
+    ) -> Tuple[str, Dict[str, Tensor]]:
+        """(description of the source, a shallow copy of the state dict) from a path or a dict."""
+        if isinstance(path_or_state_dict, Mapping):
+            return "the given state dict", dict(path_or_state_dict)
+        path = os.path.expanduser(os.fspath(path_or_state_dict))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"ResNet weights file '{path}' (MODEL.BACKBONE.WEIGHTS) does not exist; give the "
+                "path of a torchvision ImageNet ResNet state dict (.pth)."
+            )
+        state_dict = torch.load(path, weights_only=True, map_location="cpu")
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(
+                f"ResNet weights file '{path}' holds a {type(state_dict).__name__}, "
+                "not a state dict."
+            )
+        return f"'{path}'", dict(state_dict)
