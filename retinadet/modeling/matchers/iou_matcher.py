@@ -1,0 +1,154 @@
+"""IoU matcher: assigns each anchor its best ground-truth box and a NEGATIVE/IGNORE/POSITIVE label."""
+from typing import Dict, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from ...ops import box_iou
+from ...registry import MATCHER_REGISTRY
+
+__all__ = ["NEGATIVE", "IGNORE", "POSITIVE", "LABELS_BY_NAME", "IoUMatcher"]
+
+NEGATIVE = 0  # anchor is background: trained towards "no object" for every class
+IGNORE = -1  # anchor contributes no loss (IoU in the ambiguous band)
+POSITIVE = 1  # anchor is foreground: trained on its matched box's class and coordinates
+LABELS_BY_NAME: Dict[str, int] = {"NEGATIVE": NEGATIVE, "IGNORE": IGNORE, "POSITIVE": POSITIVE}
+
+LabelLike = Union[int, str]
+
+
+def _resolve_label(label: LabelLike, index: int) -> int:
+    """Turn a label given as an int or a name into one of the label constants."""
+    if isinstance(label, str):
+        if label not in LABELS_BY_NAME:
+            raise ValueError(
+                f"IoUMatcher labels[{index}] = '{label}' is not a known label name; valid names: "
+                f"{sorted(LABELS_BY_NAME)}."
+            )
+        return LABELS_BY_NAME[label]
+    # bool is an int subclass but True/False as a label is surely a mistake.
+    if isinstance(label, bool) or not isinstance(label, int) or label not in LABELS_BY_NAME.values():
+        raise ValueError(
+            f"IoUMatcher labels[{index}] = {label!r} is not a valid label; use one of "
+            f"{LABELS_BY_NAME} (by name or by value)."
+        )
+    return label
+
+
+def _check_thresholds(thresholds: Sequence[float]) -> Tuple[float, ...]:
+    """Return ``thresholds`` as floats after checking they increase strictly inside (0, 1)."""
+    values = tuple(float(t) for t in thresholds)
+    if len(values) == 0:
+        raise ValueError("IoUMatcher thresholds must hold at least one IoU value; got ().")
+    for i, t in enumerate(values):
+        if not 0.0 < t < 1.0:
+            raise ValueError(
+                f"IoUMatcher thresholds[{i}] = {t} must lie in the open interval (0, 1); "
+                f"thresholds = {values}."
+            )
+    for i in range(1, len(values)):
+        if values[i] <= values[i - 1]:
+            raise ValueError(
+                f"IoUMatcher thresholds must increase strictly; got thresholds = {values} "
+                f"(thresholds[{i}] = {values[i]} <= thresholds[{i - 1}] = {values[i - 1]})."
+            )
+    return values
+
+
+@MATCHER_REGISTRY.register()
+class IoUMatcher(nn.Module):
+    """Match anchors to ground-truth boxes by IoU, as in RetinaNet (Lin et al. 2017, Sec. 4).
+
+    Each anchor takes the gt box of highest IoU; its label comes from the interval that IoU falls in:
+    ``iou < thresholds[0] -> labels[0]``, ``thresholds[i-1] <= iou < thresholds[i] -> labels[i]``,
+    ``iou >= thresholds[-1] -> labels[-1]``. With the paper's (0.4, 0.5) and (NEGATIVE, IGNORE,
+    POSITIVE): IoU < 0.4 is background, [0.4, 0.5) is ignored, >= 0.5 is foreground.
+
+    With ``allow_low_quality_matches``, for every gt box the anchors that reach that gt's highest
+    IoU (ties included) become POSITIVE, keeping their own best gt as the match (torchvision's
+    ``Matcher.set_low_quality_matches_``). Departure from torchvision/detectron2: a gt whose highest
+    IoU is 0 (a zero-area box, or one overlapping no anchor) adds nothing, since otherwise every
+    anchor ties at IoU 0 and would turn positive.
+
+    Args:
+        thresholds: strictly increasing IoU boundaries in (0, 1).
+        labels: one label per interval (``len(thresholds) + 1``), each NEGATIVE, IGNORE, POSITIVE
+            or their names "NEGATIVE", "IGNORE", "POSITIVE".
+        allow_low_quality_matches: promote each gt's best anchors to POSITIVE as described above.
+    """
+
+    def __init__(
+        self,
+        thresholds: Sequence[float] = (0.4, 0.5),
+        labels: Sequence[LabelLike] = (NEGATIVE, IGNORE, POSITIVE),
+        allow_low_quality_matches: bool = False,
+    ) -> None:
+        super().__init__()
+        self.thresholds = _check_thresholds(thresholds)
+        if isinstance(labels, str) or len(labels) != len(self.thresholds) + 1:
+            raise ValueError(
+                f"IoUMatcher needs len(labels) == len(thresholds) + 1 (one label per IoU interval); "
+                f"got labels = {labels!r} for thresholds = {self.thresholds}."
+            )
+        self.labels = tuple(_resolve_label(label, i) for i, label in enumerate(labels))
+        self.allow_low_quality_matches = bool(allow_low_quality_matches)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        """Arguments from ``cfg.MODEL.MATCHER.{THRESHOLDS, LABELS, ALLOW_LOW_QUALITY_MATCHES}``."""
+        m = cfg.MODEL.MATCHER
+        return {
+            "thresholds": list(m.THRESHOLDS),
+            "labels": list(m.LABELS),
+            "allow_low_quality_matches": m.ALLOW_LOW_QUALITY_MATCHES,
+        }
+
+    def forward(self, gt_boxes: Tensor, anchors: Tensor) -> Tuple[Tensor, Tensor]:
+        """Match ``anchors (N, 4)`` to ``gt_boxes (M, 4)``, both xyxy absolute pixels.
+
+        Returns:
+            matched_idxs: ``(N,)`` int64, index in ``[0, M)`` of each anchor's best gt (0 when M == 0;
+                meaningful only where the label is POSITIVE).
+            match_labels: ``(N,)`` int8, NEGATIVE / IGNORE / POSITIVE per anchor.
+        """
+        iou = box_iou(gt_boxes.to(anchors.dtype), anchors)
+        return self.match_iou_matrix(iou)
+
+    def match_iou_matrix(self, iou: Tensor) -> Tuple[Tensor, Tensor]:
+        """Match from an IoU matrix ``iou (M, N)`` (gt x anchors); returns as :meth:`forward`."""
+        if iou.dim() != 2:
+            raise ValueError(f"IoUMatcher expects an (M, N) IoU matrix; got shape {tuple(iou.shape)}.")
+        num_gt, num_anchors = iou.shape
+        device = iou.device
+        if num_gt == 0 or num_anchors == 0:
+            # No gt: every anchor is background (labels[0]); the index is a placeholder.
+            matched_idxs = torch.zeros(num_anchors, dtype=torch.int64, device=device)
+            match_labels = torch.full((num_anchors,), self.labels[0], dtype=torch.int8, device=device)
+            return matched_idxs, match_labels
+
+        matched_vals, matched_idxs = iou.max(dim=0)
+        match_labels = torch.full((num_anchors,), self.labels[0], dtype=torch.int8, device=device)
+        # Walking up the thresholds, each one overwrites the label of every anchor at or above it,
+        # so an anchor ends with the label of the highest boundary it reaches (half-open intervals).
+        for threshold, label in zip(self.thresholds, self.labels[1:]):
+            match_labels[matched_vals >= threshold] = label
+
+        if self.allow_low_quality_matches:
+            match_labels[self._low_quality_anchors(iou)] = POSITIVE
+        return matched_idxs, match_labels
+
+    @staticmethod
+    def _low_quality_anchors(iou: Tensor) -> Tensor:
+        """``(N,)`` bool: anchors reaching some gt's highest IoU, for gts whose highest IoU is > 0."""
+        highest_per_gt = iou.max(dim=1).values[:, None]
+        # Exact equality keeps ties: all anchors sharing a gt's best IoU are promoted together.
+        is_best = (iou == highest_per_gt) & (highest_per_gt > 0)
+        return is_best.any(dim=0)
+
+    def extra_repr(self) -> str:
+        names = {v: k for k, v in LABELS_BY_NAME.items()}
+        labels = ", ".join(names[label] for label in self.labels)
+        return (
+            f"thresholds={self.thresholds}, labels=({labels}), "
+            f"allow_low_quality_matches={self.allow_low_quality_matches}"
+        )
