@@ -1,0 +1,21 @@
+"""Checkpoint reading and loading, and converters from torchvision and detectron2 weights."""
+from .detectron2_converter import convert_detectron2_retinanet
+from .loading import (
+    CONVERTERS,
+    detect_format,
+    load_checkpoint_file,
+    load_model_weights,
+    load_weights,
+)
+from .torchvision_converter import convert_torchvision_resnet, convert_torchvision_retinanet
+
+__all__ = [
+    "CONVERTERS",
+    "convert_detectron2_retinanet",
+    "convert_torchvision_resnet",
+    "convert_torchvision_retinanet",
+    "detect_format",
+    "load_checkpoint_file",
+    "load_model_weights",
+    "load_weights",
+]

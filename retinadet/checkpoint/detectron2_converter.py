@@ -1,0 +1,139 @@
+"""Rename detectron2 RetinaNet state-dict keys (.pth and model-zoo .pkl) to retinadet's names."""
+# Key names checked against facebookresearch/detectron2:
+#   detectron2/modeling/backbone/resnet.py   BasicStem.conv1; ResNet stages "res2".."res5"
+#       (nn.Sequential of blocks); BottleneckBlock / BasicBlock conv1..conv3 and shortcut.
+#   detectron2/layers/wrappers.py            Conv2d keeps its norm as the ".norm" submodule.
+#   detectron2/layers/batch_norm.py          FrozenBatchNorm2d buffers weight, bias,
+#       running_mean, running_var (no num_batches_tracked).
+#   detectron2/modeling/backbone/fpn.py      FPN "fpn_lateral{stage}" / "fpn_output{stage}"
+#       (stage = log2 stride), "bottom_up", "top_block"; LastLevelP6P7 p6 / p7.
+#   detectron2/modeling/meta_arch/retinanet.py   RetinaNet buffers pixel_mean / pixel_std;
+#       RetinaNetHead cls_subnet / bbox_subnet (nn.Sequential of [conv, (norm), ReLU]),
+#       cls_score, bbox_pred.
+#   detectron2/modeling/anchor_generator.py  DefaultAnchorGenerator.cell_anchors (a BufferList,
+#       stored in older checkpoints as anchor_generator.cell_anchors.{i}).
+import re
+from typing import Dict, List, Optional
+
+from torch import Tensor
+
+__all__ = ["convert_detectron2_retinanet", "looks_like_detectron2_retinanet"]
+
+_PARAM = r"(?P<param>weight|bias|running_mean|running_var|num_batches_tracked)"
+
+_STEM_KEY = re.compile(r"^backbone\.bottom_up\.stem\.conv1\.(?P<norm>norm\.)?" + _PARAM + "$")
+_BLOCK_KEY = re.compile(
+    r"^backbone\.bottom_up\.res(?P<stage>\d+)\.(?P<block>\d+)\."
+    r"(?P<conv>conv\d|shortcut)\.(?P<norm>norm\.)?" + _PARAM + "$"
+)
+_FPN_KEY = re.compile(
+    r"^backbone\.fpn_(?P<kind>lateral|output)(?P<level>\d+)\.(?P<norm>norm\.)?" + _PARAM + "$"
+)
+_TOP_KEY = re.compile(r"^backbone\.top_block\.(?P<top>p6|p7)\." + _PARAM + "$")
+# The head's module names are the same in both code bases.
+_HEAD_KEY = re.compile(
+    r"^head\.(?:cls_subnet\.\d+|bbox_subnet\.\d+|cls_score|bbox_pred)\." + _PARAM + "$"
+)
+# Inference-only buffers: retinadet keeps pixel statistics in the config and computes anchors.
+_DROPPED = re.compile(r"^(?:pixel_mean|pixel_std|anchor_generator\..*)$")
+
+_TOP_TO_OURS = {"p6": "neck.top_convs.0", "p7": "neck.top_convs.1"}
+
+
+def _rename_stem(match: re.Match[str]) -> str:
+    module = "bn1" if match["norm"] else "conv1"
+    return f"backbone.{module}.{match['param']}"
+
+
+def _rename_block(match: re.Match[str]) -> str:
+    # detectron2 names stages after their feature (res2 = stride 4), torchvision after their
+    # position (layer1 = first stage), so res{s} is layer{s-1}.
+    layer = f"backbone.layer{int(match['stage']) - 1}.{match['block']}"
+    conv = match["conv"]
+    if conv == "shortcut":
+        module = "downsample.1" if match["norm"] else "downsample.0"
+    else:
+        k = conv[len("conv") :]
+        module = f"bn{k}" if match["norm"] else f"conv{k}"
+    return f"{layer}.{module}.{match['param']}"
+
+
+def _lowest_fpn_level(keys: List[str]) -> int:
+    """Smallest stage among ``fpn_lateral{stage}`` keys (3 for RetinaNet's res3..res5 FPN)."""
+    levels = [int(m["level"]) for m in map(_FPN_KEY.match, keys) if m]
+    return min(levels) if levels else 0
+
+
+def _rename_fpn(match: re.Match[str], lowest_level: int) -> str:
+    # fpn_lateral3/4/5 hold the res3/res4/res5 laterals; retinadet's ModuleLists count from the
+    # lowest input level, so index = stage - lowest stage.
+    index = int(match["level"]) - lowest_level
+    suffix = "norms" if match["norm"] else "convs"
+    return f"neck.{match['kind']}_{suffix}.{index}.{match['param']}"
+
+
+def _rename_key(key: str, lowest_level: int) -> Optional[str]:
+    """Return retinadet's name for one detectron2 key, "" for a dropped key, None if unknown."""
+    if _DROPPED.match(key):
+        return ""
+    if _HEAD_KEY.match(key):
+        return key
+    for pattern, rename in (
+        (_STEM_KEY, _rename_stem),
+        (_BLOCK_KEY, _rename_block),
+        (_FPN_KEY, lambda m: _rename_fpn(m, lowest_level)),
+        (_TOP_KEY, lambda m: f"{_TOP_TO_OURS[m['top']]}.{m['param']}"),
+    ):
+        match = pattern.match(key)
+        if match:
+            return rename(match)
+    return None
+
+
+def convert_detectron2_retinanet(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Rename a detectron2 RetinaNet R-FPN state dict (e.g. a model-zoo ``model_final_*.pkl``).
+
+    ``backbone.bottom_up.stem.conv1[.norm] -> backbone.conv1 / bn1``;
+    ``backbone.bottom_up.res{s}.{i}.conv{k}[.norm] -> backbone.layer{s-1}.{i}.conv{k} / bn{k}``;
+    ``...shortcut[.norm] -> ...downsample.0 / downsample.1``;
+    ``backbone.fpn_lateral{3,4,5}[.norm] -> neck.lateral_convs / lateral_norms.{0,1,2}``;
+    ``backbone.fpn_output{3,4,5}[.norm] -> neck.output_convs / output_norms.{0,1,2}``;
+    ``backbone.top_block.p6/p7 -> neck.top_convs.0/1``; ``head.*`` unchanged;
+    ``pixel_mean``, ``pixel_std`` and ``anchor_generator.*`` dropped.
+
+    detectron2's MSRA-initialised models run the ResNet with the stride in the 1x1 conv
+    (RESNETS.STRIDE_IN_1X1 True), on BGR input with its own PIXEL_MEAN / PIXEL_STD, and P6 from
+    C5; the config that loads these weights has to say the same.
+
+    Args:
+        state_dict: detectron2 RetinaNet state dict (name -> tensor).
+
+    Returns:
+        A new dict with the same tensors (not copied) under retinadet's names.
+
+    Raises:
+        ValueError: listing every key that is not part of a detectron2 RetinaNet R-FPN.
+    """
+    lowest_level = _lowest_fpn_level(list(state_dict))
+    converted: Dict[str, Tensor] = {}
+    unknown: List[str] = []
+    for key, value in state_dict.items():
+        renamed = _rename_key(key, lowest_level)
+        if renamed is None:
+            unknown.append(key)
+        elif renamed:
+            converted[renamed] = value
+    if unknown:
+        shown = ", ".join(repr(k) for k in unknown[:10])
+        more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
+        raise ValueError(
+            f"{len(unknown)} key(s) of the detectron2 RetinaNet state dict are not recognised: "
+            f"{shown}{more}. Expected detectron2 RetinaNet R-FPN names (backbone.bottom_up.*, "
+            "backbone.fpn_lateral*/fpn_output*, backbone.top_block.*, head.*, pixel_mean/std)."
+        )
+    return converted
+
+
+def looks_like_detectron2_retinanet(keys: List[str]) -> bool:
+    """True when ``keys`` carry detectron2's characteristic prefixes (bottom_up, fpn_lateral)."""
+    return any(k.startswith(("backbone.bottom_up.", "backbone.fpn_lateral")) for k in keys)
