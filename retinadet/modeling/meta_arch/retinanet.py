@@ -77,8 +77,9 @@ class RetinaNet(nn.Module):
         self.size_divisibility = getattr(backbone, "size_divisibility", 32)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
-        # detectron2 starts the EMA of the foreground count at 100; it is part of the training state.
-        self.register_buffer("loss_normalizer", torch.tensor(100.0))
+        # EMA of the foreground count, started at 100 as in detectron2. Training state, not weights:
+        # it is not in the state dict, so converted weights load without it.
+        self.register_buffer("loss_normalizer", torch.tensor(100.0), persistent=False)
 
     @classmethod
     def from_config(cls, cfg) -> dict:
