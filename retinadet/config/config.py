@@ -1,6 +1,7 @@
 """CfgNode: fvcore's config with strict, explained merges and safe YAML only."""
 import difflib
 import logging
+import os
 from typing import Any, Callable, Dict, List
 
 import yaml
@@ -54,6 +55,14 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
     )
 
 
+def _resolve_plugin(name: str, cfg_filename: str) -> str:
+    """A relative .py plug-in path is looked up next to the config file first, then in the cwd."""
+    if not name.endswith(".py") or os.path.isabs(name):
+        return name
+    beside = os.path.join(os.path.dirname(os.path.abspath(cfg_filename)), name)
+    return beside if os.path.isfile(beside) else name
+
+
 class CfgNode(_FvcoreCfgNode):
     """A config tree: ``_BASE_`` inheritance, ``KEY VALUE`` overrides, strict keys and types.
 
@@ -79,9 +88,10 @@ class CfgNode(_FvcoreCfgNode):
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         """Merge a YAML file (with its ``_BASE_`` chain) into this config, checking every key."""
         loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
-        plugins = (loaded.get("MODEL") or {}).get("PLUGINS") if isinstance(loaded, dict) else None
-        if plugins:
-            self._load_plugins(plugins)
+        model = loaded.get("MODEL") if isinstance(loaded, dict) else None
+        if isinstance(model, dict) and model.get("PLUGINS"):
+            model["PLUGINS"] = [_resolve_plugin(p, cfg_filename) for p in model["PLUGINS"]]
+            self._load_plugins(model["PLUGINS"])
         self._merge_checked(loaded or {}, source=f"file {cfg_filename}")
 
     def merge_from_list(self, cfg_list: List[str]) -> "CfgNode":

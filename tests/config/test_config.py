@@ -1,0 +1,135 @@
+"""The config system: defaults, _BASE_ inheritance, overrides, strict keys and types, safe YAML."""
+import os
+import re
+
+import pytest
+import yaml
+
+from retinadet.config import get_cfg
+from retinadet.config import defaults as defaults_module
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_every_core_key_has_a_one_line_comment():
+    source = open(defaults_module.__file__).read()
+    assignments = [line for line in source.splitlines() if re.match(r"_C\.[A-Z0-9_.]+ = ", line)]
+    assert len(assignments) > 50
+    leaves = [line for line in assignments if not line.rstrip().endswith("CN()")]
+    uncommented = [line for line in leaves if "#" not in line]
+    assert uncommented == []
+    # and every leaf of the config tree is among them (no key created elsewhere)
+    cfg = defaults_module._C
+
+    def leaf_keys(node, prefix=""):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                yield from leaf_keys(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+
+    assigned = {line.split(" = ")[0][len("_C."):] for line in leaves}
+    assert set(leaf_keys(cfg)) == assigned
+
+
+def test_defaults_are_the_papers_retinanet():
+    cfg = get_cfg()
+    assert cfg.MODEL.MATCHER.THRESHOLDS == [0.4, 0.5]
+    assert (cfg.MODEL.CLS_LOSS.ALPHA, cfg.MODEL.CLS_LOSS.GAMMA) == (0.25, 2.0)
+    assert cfg.MODEL.HEAD.PRIOR_PROB == 0.01
+    assert cfg.MODEL.ANCHOR_GENERATOR.SIZES == [32, 64, 128, 256, 512]
+    assert len(cfg.MODEL.ANCHOR_GENERATOR.SCALES) * len(cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS) == 9
+    assert cfg.MODEL.HEAD.IN_FEATURES == ["p3", "p4", "p5", "p6", "p7"]
+
+
+def test_base_inheritance_two_levels_and_overrides(tmp_path):
+    _write(tmp_path / "base.yaml", "MODEL:\n  RETINANET:\n    NUM_CLASSES: 7\n  FPN:\n    OUT_CHANNELS: 128\n")
+    _write(tmp_path / "mid.yaml", '_BASE_: "base.yaml"\nMODEL:\n  FPN:\n    OUT_CHANNELS: 64\n')
+    top = _write(tmp_path / "top.yaml", '_BASE_: "mid.yaml"\nMODEL:\n  HEAD:\n    NUM_CONVS: 2\n')
+    cfg = get_cfg()
+    cfg.merge_from_file(top)
+    assert (cfg.MODEL.RETINANET.NUM_CLASSES, cfg.MODEL.FPN.OUT_CHANNELS, cfg.MODEL.HEAD.NUM_CONVS) == (7, 64, 2)
+    cfg.merge_from_list(["MODEL.HEAD.NUM_CONVS", "3", "MODEL.MATCHER.THRESHOLDS", "[0.3, 0.6]"])
+    assert cfg.MODEL.HEAD.NUM_CONVS == 3 and cfg.MODEL.MATCHER.THRESHOLDS == [0.3, 0.6]
+
+
+def test_unknown_key_names_the_key_the_source_and_the_closest(tmp_path):
+    bad = _write(tmp_path / "bad.yaml", "MODEL:\n  RETINANET:\n    NUM_CLASES: 3\n")
+    with pytest.raises(KeyError) as info:
+        get_cfg().merge_from_file(bad)
+    message = str(info.value)
+    assert "MODEL.RETINANET.NUM_CLASES" in message and "bad.yaml" in message
+    assert "Did you mean 'MODEL.RETINANET.NUM_CLASSES'?" in message
+    with pytest.raises(KeyError, match="Did you mean 'MODEL.FPN.OUT_CHANNELS'"):
+        get_cfg().merge_from_list(["MODEL.FPN.OUT_CHANNEL", "3"])
+
+
+def test_wrong_type_names_key_value_and_expected_type(tmp_path):
+    with pytest.raises(ValueError) as info:
+        get_cfg().merge_from_list(["MODEL.RETINANET.NUM_CLASSES", "many"])
+    message = str(info.value)
+    assert "MODEL.RETINANET.NUM_CLASSES" in message and "'many'" in message and "expected int" in message
+    with pytest.raises(ValueError, match="expected bool"):
+        get_cfg().merge_from_list(["MODEL.MATCHER.ALLOW_LOW_QUALITY_MATCHES", "1"])
+    with pytest.raises(ValueError, match="MODEL.FPN.*group of keys"):
+        get_cfg().merge_from_list(["MODEL.FPN", "3"])
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.CLS_LOSS.GAMMA", "1"])  # an int where a float is expected is fine
+    assert cfg.MODEL.CLS_LOSS.GAMMA == 1.0 and isinstance(cfg.MODEL.CLS_LOSS.GAMMA, float)
+
+
+def test_unsafe_yaml_tags_are_refused_and_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    bad = _write(
+        tmp_path / "unsafe.yaml",
+        f'MODEL:\n  ANCHOR_GENERATOR:\n    SIZES: !!python/object/apply:os.system ["touch {marker}"]\n',
+    )
+    with pytest.raises(ValueError, match="unsafe.yaml.*not allowed"):
+        get_cfg().merge_from_file(bad)
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="never loads unsafe YAML"):
+        get_cfg().merge_from_file(bad, allow_unsafe=True)
+
+
+def test_odd_overrides_and_frozen_configs_are_errors():
+    with pytest.raises(ValueError, match="KEY VALUE pairs"):
+        get_cfg().merge_from_list(["MODEL.HEAD.NUM_CONVS"])
+    cfg = get_cfg()
+    cfg.freeze()
+    with pytest.raises(AttributeError, match="frozen"):
+        cfg.merge_from_list(["MODEL.HEAD.NUM_CONVS", "2"])
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.RETINANET.NUM_CLASSES", "5", "MODEL.ANCHOR_GENERATOR.OFFSET", "0.5"])
+    path = _write(tmp_path / "dumped.yaml", cfg.dump())
+    again = get_cfg()
+    again.merge_from_file(path)
+    assert again == cfg
+
+
+def test_shipped_configs_load_and_say_only_what_differs():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+    files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".yaml")]
+    assert len(files) >= 4
+    for path in files:
+        get_cfg().merge_from_file(path)  # loads without error
+        data = yaml.safe_load(open(path))
+        base = get_cfg()
+        if "_BASE_" in data:
+            base.merge_from_file(os.path.join(os.path.dirname(path), data["_BASE_"]))
+
+        def same_as_base(node, ref, prefix=""):
+            for k, v in node.items():
+                if k == "_BASE_":
+                    continue
+                if isinstance(v, dict):
+                    yield from same_as_base(v, ref[k], f"{prefix}{k}.")
+                elif v == ref[k] and prefix + k != "MODEL.META_ARCHITECTURE":
+                    yield prefix + k
+
+        assert list(same_as_base(data, base)) == [], path
