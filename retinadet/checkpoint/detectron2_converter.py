@@ -17,6 +17,8 @@ from typing import Dict, List, Optional
 
 from torch import Tensor
 
+from .renaming import rename_state_dict
+
 __all__ = ["convert_detectron2_retinanet", "looks_like_detectron2_retinanet"]
 
 _PARAM = r"(?P<param>weight|bias|running_mean|running_var|num_batches_tracked)"
@@ -115,23 +117,13 @@ def convert_detectron2_retinanet(state_dict: Dict[str, Tensor]) -> Dict[str, Ten
         ValueError: listing every key that is not part of a detectron2 RetinaNet R-FPN.
     """
     lowest_level = _lowest_fpn_level(list(state_dict))
-    converted: Dict[str, Tensor] = {}
-    unknown: List[str] = []
-    for key, value in state_dict.items():
-        renamed = _rename_key(key, lowest_level)
-        if renamed is None:
-            unknown.append(key)
-        elif renamed:
-            converted[renamed] = value
-    if unknown:
-        shown = ", ".join(repr(k) for k in unknown[:10])
-        more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
-        raise ValueError(
-            f"{len(unknown)} key(s) of the detectron2 RetinaNet state dict are not recognised: "
-            f"{shown}{more}. Expected detectron2 RetinaNet R-FPN names (backbone.bottom_up.*, "
-            "backbone.fpn_lateral*/fpn_output*, backbone.top_block.*, head.*, pixel_mean/std)."
-        )
-    return converted
+    return rename_state_dict(
+        state_dict,
+        lambda key: _rename_key(key, lowest_level),
+        "detectron2 RetinaNet",
+        "a detectron2 RetinaNet R-FPN (backbone.bottom_up.*, backbone.fpn_lateral*/fpn_output*, "
+        "backbone.top_block.*, head.*, pixel_mean/std)",
+    )
 
 
 def looks_like_detectron2_retinanet(keys: List[str]) -> bool:

@@ -4,6 +4,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from torch import Tensor
 
+from .renaming import rename_state_dict
+
 __all__ = [
     "convert_torchvision_retinanet",
     "convert_torchvision_resnet",
@@ -109,15 +111,6 @@ def _rename_retinanet_key(key: str, head_has_norm: bool) -> Optional[str]:
     return None
 
 
-def _raise_unknown(unknown: List[str], what: str, layouts: str) -> None:
-    shown = ", ".join(repr(k) for k in unknown[:10])
-    more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
-    raise ValueError(
-        f"{len(unknown)} key(s) of the {what} state dict are not recognised: {shown}{more}. "
-        f"Expected the key names of {layouts}."
-    )
-
-
 def convert_torchvision_retinanet(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """Rename a torchvision ``retinanet_resnet50_fpn`` / ``_v2`` state dict to retinadet's names.
 
@@ -141,22 +134,13 @@ def convert_torchvision_retinanet(state_dict: Dict[str, Tensor]) -> Dict[str, Te
         ValueError: listing every key that is not part of a torchvision RetinaNet R-FPN.
     """
     head_has_norm = _head_has_norm(list(state_dict))
-    converted: Dict[str, Tensor] = {}
-    unknown: List[str] = []
-    for key, value in state_dict.items():
-        renamed = _rename_retinanet_key(key, head_has_norm)
-        if renamed is None:
-            unknown.append(key)
-        else:
-            converted[renamed] = value
-    if unknown:
-        _raise_unknown(
-            unknown,
-            "torchvision RetinaNet",
-            "torchvision.models.detection.retinanet_resnet50_fpn(_v2) (backbone.body.*, "
-            "backbone.fpn.*, head.classification_head.*, head.regression_head.*)",
-        )
-    return converted
+    return rename_state_dict(
+        state_dict,
+        lambda key: _rename_retinanet_key(key, head_has_norm),
+        "torchvision RetinaNet",
+        "torchvision.models.detection.retinanet_resnet50_fpn(_v2) (backbone.body.*, "
+        "backbone.fpn.*, head.classification_head.*, head.regression_head.*)",
+    )
 
 
 def convert_torchvision_resnet(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -171,22 +155,14 @@ def convert_torchvision_resnet(state_dict: Dict[str, Tensor]) -> Dict[str, Tenso
     Raises:
         ValueError: listing every key that is neither a ResNet layer nor ``fc.*``.
     """
-    converted: Dict[str, Tensor] = {}
-    unknown: List[str] = []
-    for key, value in state_dict.items():
+    def rename(key: str) -> Optional[str]:
         if key.startswith("fc."):
-            continue  # the ImageNet classifier has no counterpart in a detector
-        if _RESNET_KEY.match(key):
-            converted["backbone." + key] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        _raise_unknown(
-            unknown,
-            "torchvision ResNet",
-            "torchvision.models.resnet* (conv1, bn1, layer1..layer4, fc)",
-        )
-    return converted
+            return ""  # the ImageNet classifier has no counterpart in a detector
+        return "backbone." + key if _RESNET_KEY.match(key) else None
+
+    return rename_state_dict(
+        state_dict, rename, "torchvision ResNet", "torchvision.models.resnet* (conv1, bn1, layer1..layer4, fc)"
+    )
 
 
 def looks_like_torchvision_retinanet(keys: List[str]) -> bool:

@@ -2,7 +2,6 @@
 import math
 from typing import List, Sequence, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from ...registry import HEAD_REGISTRY
