@@ -1,0 +1,67 @@
+"""Tests of tools/synthetic_step.py run as a script, as a user runs it."""
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = "tools/synthetic_step.py"
+QUICK_CONFIG = "configs/quick/retinanet_R_18_synthetic.yaml"
+STEP_LINE = re.compile(r"^step (\d+): .*loss_cls=(\S+)\s+loss_box_reg=(\S+)", re.MULTILINE)
+
+COMMANDS = {
+    "three_steps": ["--config-file", QUICK_CONFIG, "--steps", "3", "--size", "96", "128"],
+    "missing_config": ["--steps", "1"],
+    "unknown_key": ["--config-file", QUICK_CONFIG, "MODEL.RETINANET.NUM_CLASSE", "5"],
+}
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """{name: (exit code, stdout, stderr)}; the runs start together (each spends seconds importing)."""
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, SCRIPT, *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in COMMANDS.items()
+    }
+    results = {}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=300)
+        results[name] = (process.returncode, stdout, stderr)
+    return results
+
+
+def test_three_steps_print_finite_losses_and_detections(runs):
+    code, out, err = runs["three_steps"]
+    assert code == 0, err
+    steps = STEP_LINE.findall(out)
+    assert [int(s[0]) for s in steps] == [1, 2, 3], out
+    for _, loss_cls, loss_box in steps:
+        assert math.isfinite(float(loss_cls)) and float(loss_cls) > 0
+        assert math.isfinite(float(loss_box)) and float(loss_box) >= 0
+    # The default batch has 2 images, each reported with its ground truth.
+    assert re.search(r"^image 0: \d+ detections", out, re.MULTILINE), out
+    assert re.search(r"^image 1: \d+ detections", out, re.MULTILINE), out
+
+
+def test_missing_config_file_prints_usage(runs):
+    code, out, err = runs["missing_config"]
+    assert code != 0
+    assert "usage:" in err and "--config-file" in err
+    assert "step 1" not in out
+
+
+def test_unknown_config_key_names_the_closest_key(runs):
+    code, out, err = runs["unknown_key"]
+    assert code != 0
+    assert "MODEL.RETINANET.NUM_CLASSE" in err
+    assert "Did you mean 'MODEL.RETINANET.NUM_CLASSES'" in err
+    assert "step 1" not in out
