@@ -22,6 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, nargs=2, default=(256, 320), metavar=("H", "W"))
     parser.add_argument("--images", type=int, default=2, help="images in the synthetic batch")
     parser.add_argument("--top", type=int, default=5, help="detections printed per image")
+    parser.add_argument("--seed", type=int, default=2, help="seed of the synthetic batch")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
 
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     num_params = sum(p.numel() for p in model.parameters())
     print(f"config: {args.config_file}  model: {cfg.MODEL.META_ARCHITECTURE}  parameters: {num_params:,}")
     num_classes = cfg.MODEL.RETINANET.NUM_CLASSES
-    batch = make_synthetic_batch(args.images, *args.size, num_classes=num_classes, seed=0)
+    batch = make_synthetic_batch(args.images, *args.size, num_classes=num_classes, seed=args.seed)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
