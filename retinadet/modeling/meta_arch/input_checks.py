@@ -32,6 +32,21 @@ def check_images(batched_inputs: Sequence[Dict]) -> None:
                 f"batched_inputs[{i}]['image'] has dtype {image.dtype}; expected one of "
                 f"{[str(d) for d in _IMAGE_DTYPES]} with values in 0-255."
             )
+        _check_output_size(i, item)
+
+
+def _check_output_size(i: int, item: Dict) -> None:
+    """"height" and "width" (the frame to report detections in) come together, as positive ints."""
+    given = [k for k in ("height", "width") if k in item]
+    if len(given) == 1:
+        missing = "width" if given[0] == "height" else "height"
+        raise ValueError(f"batched_inputs[{i}] has '{given[0]}' but no '{missing}'; give both or neither.")
+    for key in given:
+        value = item[key]
+        if isinstance(value, Tensor):
+            value = value.item()
+        if isinstance(value, bool) or not float(value).is_integer() or value < 1:
+            raise ValueError(f"batched_inputs[{i}]['{key}'] = {item[key]!r}; expected a positive integer.")
 
 
 def _check_boxes_of_image(i: int, boxes: Tensor) -> None:

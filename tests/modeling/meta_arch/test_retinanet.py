@@ -391,3 +391,16 @@ def test_a_few_sgd_steps_reduce_the_loss():
     assert all(math.isfinite(t) for t in totals)
     # Measured: 2.065 -> 1.896 (-8%) on this batch; a broken gradient leaves it flat.
     assert totals[-1] < 0.95 * totals[0], totals
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [({"height": 64}, "has 'height' but no 'width'"), ({"width": 64}, "has 'width' but no 'height'"),
+     ({"height": 0, "width": 64}, r"\['height'\] = 0; expected a positive integer"),
+     ({"height": 64, "width": 12.5}, r"\['width'\] = 12.5; expected a positive integer")],
+)
+def test_output_size_must_be_complete_and_positive(model, extra, message):
+    batch = [{"image": torch.zeros(3, 32, 32, dtype=torch.uint8)}, dict({"image": torch.zeros(3, 32, 32)}, **extra)]
+    model.eval()
+    with pytest.raises(ValueError, match=r"batched_inputs\[1\]" + ".*" + message):
+        model(batch)
