@@ -22,9 +22,9 @@ def _candidates_per_level(
     """
     num_classes = logits.shape[-1]
     scores = logits.sigmoid().flatten()
-    keep = scores > score_thresh
-    candidate_idxs = keep.nonzero().squeeze(1)
-    scores = scores[keep]
+    candidate_idxs = (scores > score_thresh).nonzero().squeeze(1)
+    # By index, not by the boolean mask: masking would run a second nonzero over all R * K scores.
+    scores = scores.index_select(0, candidate_idxs)
     num_topk = min(topk, candidate_idxs.numel())
     scores, order = scores.topk(num_topk)
     candidate_idxs = candidate_idxs[order]
