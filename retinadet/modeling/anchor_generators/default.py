@@ -1,5 +1,6 @@
 """Anchors of the RetinaNet paper (and detectron2): A = scales x aspect ratios per location per level."""
 import math
+from collections import OrderedDict
 from typing import List, Sequence, Tuple
 
 import torch
@@ -106,6 +107,19 @@ class DefaultAnchorGenerator(nn.Module):
         self.offset = float(offset)
         self.num_anchors = len(self.scales) * len(self.aspect_ratios)
         self.cell_anchors = _BufferList([self.make_cell_anchors(size) for size in self.sizes])
+        # Anchors depend only on the grid, the stride and the cell anchors, and the same sizes come
+        # back step after step: computed once per key, not per call. Not a buffer, so checkpoints
+        # never see it.
+        self._grid_cache: "OrderedDict[tuple, Tensor]" = OrderedDict()
+
+    # Level grids kept, least recently used dropped first: 32 is about 6 batch sizes of 5 levels,
+    # at most ~20 MB of anchors at 800 x 1333.
+    _MAX_CACHED_GRIDS = 32
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .half() etc. replace the cell anchors: anchors computed from the old ones are stale.
+        self._grid_cache = OrderedDict()
+        return super()._apply(fn, *args, **kwargs)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: List[ShapeSpec]) -> dict:
@@ -151,7 +165,8 @@ class DefaultAnchorGenerator(nn.Module):
 
         Returns:
             per level (Hi * Wi * A, 4) xyxy absolute pixels, float32, on the features' device,
-            ordered by row y, then column x, then anchor a.
+            ordered by row y, then column x, then anchor a. The tensors are cached and returned
+            again for the same grid: treat them as read-only.
         """
         if len(features) != len(self.cell_anchors):
             raise ValueError(
@@ -163,6 +178,25 @@ class DefaultAnchorGenerator(nn.Module):
         for level, (feature, cells) in enumerate(zip(features, self.cell_anchors)):
             grid_size = (int(feature.shape[-2]), int(feature.shape[-1]))
             stride = self.level_stride(level, grid_size, image_size)
-            cells = cells.to(feature.device)
-            anchors_per_level.append(grid_anchors(cells, grid_size, stride, self.offset))
+            anchors = self._cached_grid_anchors(level, cells, grid_size, stride, feature.device)
+            anchors_per_level.append(anchors)
         return anchors_per_level
+
+    def _cached_grid_anchors(
+        self, level: int, cells: Tensor, grid_size: Tuple[int, int], stride: Tuple[float, float], device
+    ) -> Tensor:
+        """``grid_anchors`` of one level, from the cache when this grid was seen before."""
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return grid_anchors(cells.to(device), grid_size, stride, self.offset)
+        # _version changes when the cell anchors are edited in place. Tensors made in inference mode
+        # must not reach autograd later (GIoU decodes anchors with gradients): they are kept apart.
+        key = (level, grid_size, stride, str(device), cells._version, torch.is_inference_mode_enabled())
+        anchors = self._grid_cache.get(key)
+        if anchors is None:
+            anchors = grid_anchors(cells.to(device), grid_size, stride, self.offset)
+            self._grid_cache[key] = anchors
+            if len(self._grid_cache) > self._MAX_CACHED_GRIDS:
+                self._grid_cache.popitem(last=False)
+        else:
+            self._grid_cache.move_to_end(key)
+        return anchors
