@@ -1,65 +1,49 @@
-"""Pure-PyTorch box IoU: the reference implementation and the fallback of the compiled op."""
+"""Box IoU: the compiled op when ``retinadet._C`` is loaded, else the fallback with the same results.
+
+Boxes are xyxy in absolute coordinates. float32 and float64 everywhere; float16 and bfloat16 on
+CUDA (computed in float32 inside). Zero-area boxes give IoU 0, never NaN. Bad arguments raise
+ValueError naming the argument.
+"""
+from typing import Tuple
+
 import torch
 from torch import Tensor
 
-__all__ = ["box_area", "box_iou", "batched_box_iou", "check_boxes"]
+from . import fallback
+from .extension import use_compiled
+from .fallback import box_area
 
-
-def check_boxes(name: str, boxes: Tensor, rank: int = 2) -> None:
-    """Raise ValueError unless ``boxes`` is a floating tensor of rank ``rank`` ending in 4."""
-    if not isinstance(boxes, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of boxes; got {type(boxes).__name__}.")
-    if boxes.dim() != rank or boxes.shape[-1] != 4:
-        expected = "(N, 4)" if rank == 2 else "(B, N, 4)"
-        raise ValueError(f"{name} must have shape {expected} xyxy; got {tuple(boxes.shape)}.")
-    if not boxes.is_floating_point():
-        raise ValueError(f"{name} must be a floating tensor; got dtype {boxes.dtype}.")
-
-
-def _check_pair(a: Tensor, b: Tensor, rank: int) -> None:
-    check_boxes("boxes1", a, rank)
-    check_boxes("boxes2", b, rank)
-    if a.dtype != b.dtype or a.device != b.device:
-        raise ValueError(
-            f"boxes1 and boxes2 must share dtype and device; got {a.dtype} on {a.device} "
-            f"and {b.dtype} on {b.device}."
-        )
-
-
-def box_area(boxes: Tensor) -> Tensor:
-    """Area of ``(..., 4)`` xyxy boxes, ``(...)``; inverted boxes give a negative area."""
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
-def _iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of (..., N, 4) and (..., M, 4) xyxy boxes -> (..., N, M); zero union gives 0."""
-    area_a = box_area(a)
-    area_b = box_area(b)
-    lt = torch.max(a[..., :, None, :2], b[..., None, :, :2])
-    rb = torch.min(a[..., :, None, 2:], b[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[..., :, None] + area_b[..., None, :] - inter
-    # Same arithmetic as torchvision.ops.box_iou, so ties at matcher thresholds agree bit for bit;
-    # a zero union (two zero-area boxes) gives IoU 0 instead of 0/0 = NaN.
-    return torch.where(union > 0, inter / union, torch.zeros_like(inter))
+__all__ = ["box_area", "box_iou", "batched_box_iou", "paired_intersection_and_enclosure"]
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Pairwise IoU of ``boxes1 (N, 4)`` and ``boxes2 (M, 4)`` xyxy -> ``(N, M)``."""
-    _check_pair(boxes1, boxes2, rank=2)
-    return _iou(boxes1, boxes2)
+    """IoU of every box of ``boxes1 (N, 4)`` with every box of ``boxes2 (M, 4)`` -> ``(N, M)``.
+
+    Differentiable. No memory beyond the output is allocated by the compiled op.
+    """
+    if isinstance(boxes1, Tensor) and use_compiled("batched_box_iou", boxes1.device):
+        return torch.ops.retinadet.box_iou(boxes1, boxes2)
+    return fallback.box_iou(boxes1, boxes2)
 
 
 def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Per-image IoU of ``(B, N, 4)`` and ``(B, M, 4)`` xyxy boxes -> ``(B, N, M)``.
+    """Per-image IoU of ``boxes1 (B, N, 4)`` with ``boxes2 (B, M, 4)`` -> ``(B, N, M)``.
 
-    Rows of padding (all-zero boxes) have zero area and give IoU 0.
+    For padded batches: rows of padding (all-zero boxes) have zero area and give IoU 0.
     """
-    _check_pair(boxes1, boxes2, rank=3)
-    if boxes1.shape[0] != boxes2.shape[0]:
-        raise ValueError(
-            f"boxes1 and boxes2 must have the same batch size; got {boxes1.shape[0]} and "
-            f"{boxes2.shape[0]}."
-        )
-    return _iou(boxes1, boxes2)
+    if isinstance(boxes1, Tensor) and use_compiled("batched_box_iou", boxes1.device):
+        return torch.ops.retinadet.batched_box_iou(boxes1, boxes2)
+    return fallback.batched_box_iou(boxes1, boxes2)
+
+
+def paired_intersection_and_enclosure(boxes1: Tensor, boxes2: Tensor) -> Tuple[Tensor, Tensor]:
+    """Intersection and smallest-enclosing-box areas of the i-th boxes of two ``(F, 4)`` sets -> two ``(F,)``.
+
+    The paired (i-th with i-th) form box losses need, differentiable, not the (N, M) matrix.
+    """
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    inter_w = (torch.min(x2, x2g) - torch.max(x1, x1g)).clamp(min=0)
+    inter_h = (torch.min(y2, y2g) - torch.max(y1, y1g)).clamp(min=0)
+    enclose = (torch.max(x2, x2g) - torch.min(x1, x1g)) * (torch.max(y2, y2g) - torch.min(y1, y1g))
+    return inter_w * inter_h, enclose

@@ -1,7 +1,10 @@
-"""Loads the compiled extension retinadet._C when it was built, and says why when it was not."""
+"""Loads the compiled extension retinadet._C when it was built, and says once why when it was not."""
 import logging
 import os
+from functools import lru_cache
 from typing import Optional
+
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -12,9 +15,15 @@ if os.environ.get("RETINADET_DISABLE_EXT") == "1":
     _load_error = "disabled by RETINADET_DISABLE_EXT=1"
 else:
     try:
-        from .. import _C  # noqa: F811
+        from .. import _C  # noqa: F811  (loading it registers torch.ops.retinadet.*)
     except ImportError as e:  # not built, or built against another torch
         _load_error = repr(e)
+    else:
+        from .registrations import register
+
+        register()
+
+_fallback_reported = False
 
 
 def extension_loaded() -> bool:
@@ -25,3 +34,34 @@ def extension_loaded() -> bool:
 def extension_load_error() -> Optional[str]:
     """Why the compiled extension is not in use (None when it is)."""
     return _load_error
+
+
+@lru_cache(maxsize=None)
+def _has_kernel(op: str, device_type: str) -> bool:
+    """Whether ``torch.ops.retinadet.<op>`` has a kernel for tensors of ``device_type``."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"retinadet::{op}", key)
+
+
+def use_compiled(op: str, device: torch.device) -> bool:
+    """True when the compiled ``op`` serves tensors on ``device``; otherwise report the fallback once.
+
+    The fallback is reported through this module's logger the first time it is used, with the
+    import error (or the missing device kernel) that caused it.
+    """
+    if _C is not None and _has_kernel(op, device.type):
+        return True
+    _report_fallback(op, device)
+    return False
+
+
+def _report_fallback(op: str, device: torch.device) -> None:
+    global _fallback_reported
+    if _fallback_reported:
+        return
+    _fallback_reported = True
+    if _C is None:
+        reason = f"retinadet._C is not in use ({_load_error})"
+    else:
+        reason = f"retinadet._C has no {device.type} kernel for {op}"
+    logger.warning("%s; box ops run on the pure-PyTorch/torchvision fallback, same results.", reason)

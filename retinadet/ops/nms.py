@@ -1,44 +1,34 @@
-"""Non-maximum suppression: torchvision's kernels behind argument checks."""
+"""Non-maximum suppression: the compiled op when ``retinadet._C`` is loaded, else torchvision's.
+
+Both give torchvision's results: the same indices in the same order, ties included.
+"""
 import torch
-import torchvision
 from torch import Tensor
 
-from .boxes import check_boxes
+from . import fallback
+from .extension import use_compiled
 
 __all__ = ["nms", "batched_nms"]
-
-
-def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float) -> None:
-    check_boxes("boxes", boxes)
-    if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
-        raise ValueError(
-            f"scores must have shape ({boxes.shape[0]},) to match boxes; got {tuple(scores.shape)}."
-        )
-    if scores.device != boxes.device:
-        raise ValueError(f"scores are on {scores.device} but boxes on {boxes.device}.")
-    if not 0.0 <= float(iou_threshold) <= 1.0:
-        raise ValueError(f"iou_threshold must be in [0, 1]; got {iou_threshold}.")
-    if boxes.numel() and not bool(torch.isfinite(boxes).all()):
-        raise ValueError("boxes contain NaN or inf.")
-    if scores.numel() and bool(torch.isnan(scores).any()):
-        raise ValueError("scores contain NaN.")
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS of ``boxes (N, 4)`` xyxy by ``scores (N,)``.
 
-    Returns the int64 indices kept, in decreasing score order (torchvision's results).
+    A box is dropped when its IoU with a higher-scoring kept box is > ``iou_threshold`` (in [0, 1]).
+    Returns the int64 indices kept, in decreasing score order (ties by index).
     """
-    _check_nms_args(boxes, scores, iou_threshold)
-    return torchvision.ops.nms(boxes, scores.to(boxes.dtype), float(iou_threshold))
+    if isinstance(boxes, Tensor) and use_compiled("nms", boxes.device):
+        return torch.ops.retinadet.nms(boxes, scores, float(iou_threshold))
+    return fallback.nms(boxes, scores, iou_threshold)
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    """NMS applied independently per category ``idxs (N,)``.
+    """NMS applied independently within each category ``idxs (N,)`` (integer ids).
 
-    Returns the int64 indices kept, in decreasing score order (torchvision's results).
+    Returns the int64 indices kept, in decreasing score order: torchvision's per-category results
+    (its ``batched_nms`` for N > 1000 on the CPU). Unlike torchvision's offset trick for small N,
+    boxes are never shifted, so huge coordinates keep their precision.
     """
-    _check_nms_args(boxes, scores, iou_threshold)
-    if idxs.dim() != 1 or idxs.shape[0] != boxes.shape[0]:
-        raise ValueError(f"idxs must have shape ({boxes.shape[0]},); got {tuple(idxs.shape)}.")
-    return torchvision.ops.batched_nms(boxes, scores.to(boxes.dtype), idxs, float(iou_threshold))
+    if isinstance(boxes, Tensor) and use_compiled("batched_nms", boxes.device):
+        return torch.ops.retinadet.batched_nms(boxes, scores, idxs, float(iou_threshold))
+    return fallback.batched_nms(boxes, scores, idxs, iou_threshold)
