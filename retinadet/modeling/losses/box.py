@@ -1,10 +1,8 @@
 """Box-regression losses on foreground anchors: smooth L1 and L1 on deltas, GIoU on decoded boxes."""
-from typing import Tuple
-
 import torch
 from torch import Tensor, nn
 
-from ...ops import box_area
+from ...ops import box_area, paired_intersection_and_enclosure
 from ...registry import LOSS_REGISTRY
 
 __all__ = ["smooth_l1_loss", "giou_loss", "SmoothL1Loss", "L1Loss", "GIoULoss"]
@@ -37,16 +35,6 @@ def smooth_l1_loss(pred: Tensor, target: Tensor, beta: float) -> Tensor:
     return torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
 
 
-def _paired_inter_enclose(boxes1: Tensor, boxes2: Tensor) -> Tuple[Tensor, Tensor]:
-    """Intersection and smallest-enclosing-box areas of the i-th box of each ``(F, 4)`` xyxy set."""
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    inter_w = (torch.min(x2, x2g) - torch.max(x1, x1g)).clamp(min=0)
-    inter_h = (torch.min(y2, y2g) - torch.max(y1, y1g)).clamp(min=0)
-    enclose = (torch.max(x2, x2g) - torch.min(x1, x1g)) * (torch.max(y2, y2g) - torch.min(y1, y1g))
-    return inter_w * inter_h, enclose
-
-
 def giou_loss(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
     """Elementwise ``1 - GIoU`` (Rezatofighi et al. 2019) of paired boxes ``(F, 4)`` xyxy -> ``(F,)``.
 
@@ -55,7 +43,7 @@ def giou_loss(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
     torchvision's ``generalized_box_iou_loss``.
     """
     _check_same_shape("boxes1", boxes1, "boxes2", boxes2)
-    inter, enclose = _paired_inter_enclose(boxes1, boxes2)
+    inter, enclose = paired_intersection_and_enclosure(boxes1, boxes2)
     union = box_area(boxes1) + box_area(boxes2) - inter
     iou = inter / (union + eps)
     giou = iou - (enclose - union) / (enclose + eps)

@@ -4,7 +4,7 @@ from typing import Dict, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ...ops import box_iou
+from ...ops import low_quality_matches, match_max_iou
 from ...registry import MATCHER_REGISTRY
 
 __all__ = ["NEGATIVE", "IGNORE", "POSITIVE", "LABELS_BY_NAME", "IoUMatcher"]
@@ -111,31 +111,44 @@ class IoUMatcher(nn.Module):
                 meaningful only where the label is POSITIVE).
             match_labels: ``(N,)`` int8, NEGATIVE / IGNORE / POSITIVE per anchor.
         """
-        iou = box_iou(gt_boxes.to(anchors.dtype), anchors)
-        return self.match_iou_matrix(iou)
+        gt_boxes = gt_boxes.to(anchors.dtype)
+        num_anchors = anchors.shape[0]
+        if gt_boxes.shape[0] == 0 or num_anchors == 0:
+            return self._all_background(num_anchors, anchors.device)
+        # O(N + M) memory: the N x M IoU matrix is never built (ops.match_max_iou).
+        max_iou, matched_idxs, best_iou_per_gt = match_max_iou(anchors, gt_boxes)
+        match_labels = self._labels_from_max_iou(max_iou)
+        if self.allow_low_quality_matches:
+            match_labels[low_quality_matches(anchors, gt_boxes, best_iou_per_gt)] = POSITIVE
+        return matched_idxs, match_labels
 
     def match_iou_matrix(self, iou: Tensor) -> Tuple[Tensor, Tensor]:
-        """Match from an IoU matrix ``iou (M, N)`` (gt x anchors); returns as :meth:`forward`."""
+        """Match from a precomputed IoU matrix ``iou (M, N)`` (gt x anchors); returns as :meth:`forward`."""
         if iou.dim() != 2:
             raise ValueError(f"IoUMatcher expects an (M, N) IoU matrix; got shape {tuple(iou.shape)}.")
         num_gt, num_anchors = iou.shape
-        device = iou.device
         if num_gt == 0 or num_anchors == 0:
-            # No gt: every anchor is background (labels[0]); the index is a placeholder.
-            matched_idxs = torch.zeros(num_anchors, dtype=torch.int64, device=device)
-            match_labels = torch.full((num_anchors,), self.labels[0], dtype=torch.int8, device=device)
-            return matched_idxs, match_labels
-
+            return self._all_background(num_anchors, iou.device)
         matched_vals, matched_idxs = iou.max(dim=0)
-        match_labels = torch.full((num_anchors,), self.labels[0], dtype=torch.int8, device=device)
-        # Walking up the thresholds, each one overwrites the label of every anchor at or above it,
-        # so an anchor ends with the label of the highest boundary it reaches (half-open intervals).
-        for threshold, label in zip(self.thresholds, self.labels[1:]):
-            match_labels[matched_vals >= threshold] = label
-
+        match_labels = self._labels_from_max_iou(matched_vals)
         if self.allow_low_quality_matches:
             match_labels[self._low_quality_anchors(iou)] = POSITIVE
         return matched_idxs, match_labels
+
+    def _all_background(self, num_anchors: int, device: torch.device) -> Tuple[Tensor, Tensor]:
+        """No gt: every anchor is background (labels[0]); the index is a placeholder."""
+        matched_idxs = torch.zeros(num_anchors, dtype=torch.int64, device=device)
+        match_labels = torch.full((num_anchors,), self.labels[0], dtype=torch.int8, device=device)
+        return matched_idxs, match_labels
+
+    def _labels_from_max_iou(self, max_iou: Tensor) -> Tensor:
+        """``(N,)`` int8 label of each anchor from its highest IoU ``max_iou (N,)``."""
+        match_labels = torch.full(max_iou.shape, self.labels[0], dtype=torch.int8, device=max_iou.device)
+        # Walking up the thresholds, each one overwrites the label of every anchor at or above it,
+        # so an anchor ends with the label of the highest boundary it reaches (half-open intervals).
+        for threshold, label in zip(self.thresholds, self.labels[1:]):
+            match_labels[max_iou >= threshold] = label
+        return match_labels
 
     @staticmethod
     def _low_quality_anchors(iou: Tensor) -> Tensor:
