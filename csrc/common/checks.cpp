@@ -1,6 +1,39 @@
 #include "common/checks.h"
 
+#include <cmath>
+
 namespace retinadet {
+namespace {
+
+// Whether every value passes `ok`: a serial loop on the CPU (no temporaries; inputs are small
+// next to the work that follows), a reduction on other devices.
+template <typename Predicate>
+bool cpu_all_of(const at::Tensor& t, Predicate ok) {
+  const auto c = t.contiguous();
+  bool result = true;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.scalar_type(), "all_of", [&] {
+    const scalar_t* p = c.data_ptr<scalar_t>();
+    for (int64_t i = 0, n = c.numel(); i < n; ++i) {
+      if (!ok(static_cast<double>(p[i]))) {
+        result = false;
+        break;
+      }
+    }
+  });
+  return result;
+}
+
+bool all_finite(const at::Tensor& t) {
+  if (t.is_cpu()) return cpu_all_of(t, [](double v) { return std::isfinite(v); });
+  return at::isfinite(t).all().item<bool>();
+}
+
+bool any_nan(const at::Tensor& t) {
+  if (t.is_cpu()) return !cpu_all_of(t, [](double v) { return !std::isnan(v); });
+  return at::isnan(t).any().item<bool>();
+}
+
+}  // namespace
 
 void check_boxes(const at::Tensor& boxes, const char* op, const char* name, int64_t rank) {
   const char* shape = rank == 2 ? "(N, 4)" : "(B, N, 4)";
@@ -10,7 +43,7 @@ void check_boxes(const at::Tensor& boxes, const char* op, const char* name, int6
                     " must be a floating tensor; got dtype ", boxes.scalar_type(), ".");
   check_supported_dtype(boxes, op, name);
   if (boxes.numel() > 0) {
-    TORCH_CHECK_VALUE(at::isfinite(boxes).all().item<bool>(), op, ": ", name,
+    TORCH_CHECK_VALUE(all_finite(boxes), op, ": ", name,
                       " contains NaN or inf coordinates.");
   }
 }
@@ -45,7 +78,7 @@ void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, double io
   TORCH_CHECK_VALUE(iou_threshold >= 0.0 && iou_threshold <= 1.0, op,
                     ": iou_threshold must be in [0, 1]; got ", iou_threshold, ".");
   if (scores.numel() > 0) {
-    TORCH_CHECK_VALUE(!at::isnan(scores).any().item<bool>(), op, ": scores contain NaN.");
+    TORCH_CHECK_VALUE(!any_nan(scores), op, ": scores contain NaN.");
   }
 }
 

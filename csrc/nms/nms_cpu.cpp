@@ -5,6 +5,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "common/checks.h"
 #include "nms/greedy_nms_cpu.h"
 
@@ -42,6 +44,36 @@ void check_idxs(const at::Tensor& boxes, const at::Tensor& idxs) {
                     " but boxes on ", boxes.device(), ".");
 }
 
+// Stable grouping of the indices 0..N-1 by category: a counting sort when the ids span a small
+// range, else a stable comparison sort. group_start holds each group's first position, then N.
+void group_by_category(const at::Tensor& categories, std::vector<int64_t>& by_category,
+                       std::vector<int64_t>& group_start) {
+  const int64_t n = categories.size(0);
+  const int64_t* cat = categories.data_ptr<int64_t>();
+  const auto [lo, hi] = std::minmax_element(cat, cat + n);
+  by_category.resize(n);
+  group_start.clear();
+  const uint64_t span = static_cast<uint64_t>(*hi) - static_cast<uint64_t>(*lo);
+  if (span <= static_cast<uint64_t>(4 * n + 1024)) {
+    std::vector<int64_t> offset(span + 2, 0);
+    for (int64_t i = 0; i < n; ++i) ++offset[cat[i] - *lo + 1];
+    for (uint64_t c = 1; c < offset.size(); ++c) offset[c] += offset[c - 1];
+    for (uint64_t c = 0; c + 1 < offset.size(); ++c) {
+      if (offset[c + 1] > offset[c]) group_start.push_back(offset[c]);
+    }
+    for (int64_t i = 0; i < n; ++i) by_category[offset[cat[i] - *lo]++] = i;
+  } else {
+    for (int64_t i = 0; i < n; ++i) by_category[i] = i;
+    std::stable_sort(by_category.begin(), by_category.end(),
+                     [cat](int64_t i, int64_t j) { return cat[i] < cat[j]; });
+    group_start.push_back(0);
+    for (int64_t p = 1; p < n; ++p) {
+      if (cat[by_category[p]] != cat[by_category[p - 1]]) group_start.push_back(p);
+    }
+  }
+  group_start.push_back(n);
+}
+
 // NMS within each category, with torchvision's per-category results and ordering: each category's
 // boxes (in index order) are sorted by their scores, and the boxes kept overall are sorted by score.
 at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
@@ -52,26 +84,24 @@ at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, co
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
 
   // Group box indices by category, index order kept inside each group.
-  const auto by_category = std::get<1>(idxs.to(at::kLong).sort(/*stable=*/true, 0, false));
-  const auto categories = idxs.to(at::kLong).index_select(0, by_category);
-  const int64_t* cat = categories.data_ptr<int64_t>();
-  std::vector<int64_t> group_start = {0};
-  for (int64_t i = 1; i < n; ++i) {
-    if (cat[i] != cat[i - 1]) group_start.push_back(i);
-  }
-  group_start.push_back(n);
+  std::vector<int64_t> by_category;
+  std::vector<int64_t> group_start;
+  group_by_category(idxs.to(at::kLong).contiguous(), by_category, group_start);
   const int64_t num_groups = static_cast<int64_t>(group_start.size()) - 1;
 
-  // Processing order of each group: its members sorted by score, as torchvision's nms would.
-  auto order = at::empty({n}, at::kLong);
-  int64_t* order_ptr = order.data_ptr<int64_t>();
-  for (int64_t g = 0; g < num_groups; ++g) {
-    const auto members = by_category.slice(0, group_start[g], group_start[g + 1]);
-    const auto rank =
-        std::get<1>(scores.index_select(0, members).sort(/*stable=*/true, 0, /*descending=*/true));
-    const auto sorted = members.index_select(0, rank);
-    std::copy_n(sorted.data_ptr<int64_t>(), sorted.size(0), order_ptr + group_start[g]);
-  }
+  // Processing order of each group: its members sorted by decreasing score, ties by index; the
+  // permutation torchvision's nms (a stable descending sort) gives on the group's boxes.
+  std::vector<int64_t>& order = by_category;
+  int64_t* order_ptr = order.data();
+  const auto score_values = scores.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, score_values.scalar_type(),
+                                  "batched_nms_order", [&] {
+    const scalar_t* sc = score_values.data_ptr<scalar_t>();
+    for (int64_t g = 0; g < num_groups; ++g) {
+      std::stable_sort(order_ptr + group_start[g], order_ptr + group_start[g + 1],
+                       [sc](int64_t i, int64_t j) { return sc[i] > sc[j]; });
+    }
+  });
 
   const auto dets = boxes.contiguous();
   auto keep_mask = at::zeros({n}, at::kBool);
