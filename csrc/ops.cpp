@@ -4,25 +4,6 @@
 #include <Python.h>
 #include <torch/library.h>
 
-#include "common/checks.h"
-
-namespace retinadet {
-namespace {
-
-// box_iou is batched_box_iou on a batch of one; defined here once for every backend.
-at::Tensor box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2) {
-  check_boxes(boxes1, "box_iou", "boxes1", 2);
-  check_boxes(boxes2, "box_iou", "boxes2", 2);
-  check_same_dtype_device(boxes1, "boxes1", boxes2, "boxes2", "box_iou");
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("retinadet::batched_box_iou", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
-  return op.call(boxes1.unsqueeze(0), boxes2.unsqueeze(0)).squeeze(0);
-}
-
-}  // namespace
-}  // namespace retinadet
-
 TORCH_LIBRARY(retinadet, m) {
   // IoU of every box of boxes1 (N, 4) with every box of boxes2 (M, 4), xyxy -> (N, M).
   m.def("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
@@ -37,10 +18,6 @@ TORCH_LIBRARY(retinadet, m) {
   m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
   // NMS within each category of idxs (N,): kept indices (int64) in decreasing score order.
   m.def("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
-}
-
-TORCH_LIBRARY_IMPL(retinadet, CompositeImplicitAutograd, m) {
-  m.impl("box_iou", &retinadet::box_iou);
 }
 
 // Importing retinadet._C loads this library, which runs the registrations above.

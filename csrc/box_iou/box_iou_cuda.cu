@@ -30,13 +30,8 @@ __global__ void batched_box_iou_kernel(const scalar_t* __restrict__ a, const sca
   }
 }
 
-at::Tensor batched_box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
-  check_boxes(boxes1, "batched_box_iou", "boxes1", 3);
-  check_boxes(boxes2, "batched_box_iou", "boxes2", 3);
-  check_same_dtype_device(boxes1, "boxes1", boxes2, "boxes2", "batched_box_iou");
-  TORCH_CHECK_VALUE(boxes1.size(0) == boxes2.size(0),
-                    "batched_box_iou: boxes1 and boxes2 must have the same batch size; got ",
-                    boxes1.size(0), " and ", boxes2.size(0), ".");
+// (B, N, 4) x (B, M, 4) -> (B, N, M), arguments already checked.
+at::Tensor batched_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
   c10::cuda::CUDAGuard guard(boxes1.device());
   const auto a = boxes1.contiguous();
   const auto b = boxes2.contiguous();
@@ -56,9 +51,27 @@ at::Tensor batched_box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxe
   return out;
 }
 
+at::Tensor batched_box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
+  check_boxes(boxes1, "batched_box_iou", "boxes1", 3);
+  check_boxes(boxes2, "batched_box_iou", "boxes2", 3);
+  check_same_dtype_device(boxes1, "boxes1", boxes2, "boxes2", "batched_box_iou");
+  TORCH_CHECK_VALUE(boxes1.size(0) == boxes2.size(0),
+                    "batched_box_iou: boxes1 and boxes2 must have the same batch size; got ",
+                    boxes1.size(0), " and ", boxes2.size(0), ".");
+  return batched_iou_cuda(boxes1, boxes2);
+}
+
+at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
+  check_boxes(boxes1, "box_iou", "boxes1", 2);
+  check_boxes(boxes2, "box_iou", "boxes2", 2);
+  check_same_dtype_device(boxes1, "boxes1", boxes2, "boxes2", "box_iou");
+  return batched_iou_cuda(boxes1.unsqueeze(0), boxes2.unsqueeze(0)).squeeze(0);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(retinadet, CUDA, m) {
+  m.impl("box_iou", &box_iou_cuda);
   m.impl("batched_box_iou", &batched_box_iou_cuda);
 }
 

@@ -21,7 +21,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
     Differentiable. No memory beyond the output is allocated by the compiled op.
     """
-    if isinstance(boxes1, Tensor) and use_compiled("batched_box_iou", boxes1.device):
+    if isinstance(boxes1, Tensor) and use_compiled("box_iou", boxes1.device):
         return torch.ops.retinadet.box_iou(boxes1, boxes2)
     return fallback.box_iou(boxes1, boxes2)
 

@@ -29,7 +29,12 @@ def _iou_backward(ctx, grad):
 def register() -> None:
     """Register the Python-side parts of ``torch.ops.retinadet.*`` (once the library is loaded)."""
     lib = "retinadet::"
-    torch.library.register_autograd(lib + "batched_box_iou", _iou_backward, setup_context=_iou_setup_context)
+    for op in ("box_iou", "batched_box_iou"):
+        torch.library.register_autograd(lib + op, _iou_backward, setup_context=_iou_setup_context)
+
+    @torch.library.register_fake(lib + "box_iou")
+    def _(boxes1, boxes2):
+        return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]))
 
     @torch.library.register_fake(lib + "batched_box_iou")
     def _(boxes1, boxes2):
