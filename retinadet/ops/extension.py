@@ -8,21 +8,25 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-_C = None
-_load_error: Optional[str] = None
 
-if os.environ.get("RETINADET_DISABLE_EXT") == "1":
-    _load_error = "disabled by RETINADET_DISABLE_EXT=1"
-else:
+def _load():
+    """Import ``retinadet._C`` and register its Python-side parts; (module, None) or (None, why)."""
+    if os.environ.get("RETINADET_DISABLE_EXT") == "1":
+        return None, "disabled by RETINADET_DISABLE_EXT=1"
     try:
-        from .. import _C  # noqa: F811  (loading it registers torch.ops.retinadet.*)
+        from .. import _C as module  # loading it registers torch.ops.retinadet.*
     except ImportError as e:  # not built, or built against another torch
-        _load_error = repr(e)
-    else:
+        return None, repr(e)
+    try:
         from .registrations import register
 
         register()
+    except Exception as e:  # a build older than this Python code (its schemas differ)
+        return None, f"retinadet._C loaded but does not match retinadet.ops ({e!r}); rebuild it"
+    return module, None
 
+
+_C, _load_error = _load()
 _fallback_reported = False
 
 
