@@ -1,205 +1,359 @@
-"""Tests of retinadet.ops (box_iou, batched_box_iou, nms, batched_nms) against torchvision.ops."""
+"""box_iou and batched_box_iou, compiled and fallback: equal to torchvision bit for bit, checks, autograd."""
 import pytest
 import torch
 import torchvision
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from op_cases import (
+    DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, box_rows, implementation,
+    random_boxes, raises_naming, tv_box_iou,
+)
 
 from retinadet import ops
+from retinadet.ops import fallback
 
-DTYPES = [torch.float32, torch.float64]
-FAST = settings(max_examples=60, deadline=None)
-
-# Coordinates on a coarse grid produce exact ties, touching edges and zero-width boxes;
-# the fine ones produce general positions.
-_coord = st.one_of(st.integers(0, 20).map(float), st.floats(0, 100, allow_nan=False, width=32))
-_size = st.one_of(st.just(0.0), st.integers(1, 10).map(float), st.floats(0, 60, allow_nan=False, width=32))
+# ---------------------------------------------------------------------------- values
 
 
-@st.composite
-def _boxes(draw, min_n=0, max_n=12):
-    """(N, 4) xyxy boxes as nested lists, x2 >= x1 and y2 >= y1, zero-size boxes included."""
-    n = draw(st.integers(min_n, max_n))
-    rows = []
-    for _ in range(n):
-        x1, y1, w, h = draw(_coord), draw(_coord), draw(_size), draw(_size)
-        rows.append([x1, y1, x1 + w, y1 + h])
-    return rows
+@pytest.mark.parametrize("path", PATHS)
+@EXAMPLES
+@given(a=box_rows(), b=box_rows(), offset=st.sampled_from(OFFSETS), dtype=st.sampled_from(DTYPES))
+def test_box_iou_equals_torchvision_and_fallback(path, a, b, offset, dtype):
+    a, b = as_boxes(a, dtype, offset), as_boxes(b, dtype, offset)
+    iou = implementation(path).box_iou(a, b)
+    assert iou.shape == (len(a), len(b)) and iou.dtype == dtype
+    # Same arithmetic as torchvision, so equal bit for bit; 0 where torchvision has 0 / 0.
+    assert torch.equal(iou, tv_box_iou(a, b))
+    assert torch.equal(iou, fallback.box_iou(a, b))
+    assert not torch.isnan(iou).any() and (iou >= 0).all() and (iou <= 1).all()
 
 
-def _tensor(rows, dtype):
-    return torch.tensor(rows, dtype=dtype).reshape(-1, 4)
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_box_iou_equals_torchvision_on_nondegenerate_boxes(path, dtype):
+    generator = torch.Generator().manual_seed(1)
+    a = random_boxes(generator, 70, dtype=dtype) + torch.tensor([0, 0, 1, 1], dtype=dtype)
+    b = random_boxes(generator, 90, dtype=dtype) + torch.tensor([0, 0, 1, 1], dtype=dtype)
+    expected = torchvision.ops.box_iou(a, b)  # positive areas: no 0 / 0 anywhere
+    assert not torch.isnan(expected).any()
+    assert torch.equal(implementation(path).box_iou(a, b), expected)
+    assert torch.equal(ops.box_iou(a, b), expected)
 
 
-# ---------------------------------------------------------------------------- IoU
-
-
-@FAST
-@given(a=_boxes(), b=_boxes(), dtype=st.sampled_from(DTYPES))
-def test_box_iou_equals_torchvision(a, b, dtype):
-    a, b = _tensor(a, dtype), _tensor(b, dtype)
-    ours = ops.box_iou(a, b)
-    theirs = torchvision.ops.box_iou(a, b)
-    assert ours.shape == (len(a), len(b)) and ours.dtype == dtype
-    # torchvision divides 0 by 0 for two zero-area boxes (NaN); ours gives 0 there and is
-    # bit-identical everywhere else.
-    undefined = torch.isnan(theirs)
-    assert torch.equal(ours[~undefined], theirs[~undefined])
-    assert (ours[undefined] == 0).all()
-    assert not torch.isnan(ours).any()
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_box_iou_hand_values(dtype):
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_box_iou_hand_values(path, dtype):
     a = torch.tensor([[0.0, 0.0, 10.0, 10.0]], dtype=dtype)
-    b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]], dtype=dtype)
-    # Overlap 5 x 10 = 50, union 100 + 100 - 50 = 150: 1/3; identical: 1; disjoint: 0.
-    expected = torch.tensor([[1 / 3, 1.0, 0.0]], dtype=dtype)
-    torch.testing.assert_close(ops.box_iou(a, b), expected)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_zero_area_boxes_give_zero_not_nan(dtype):
-    point = torch.tensor([[3.0, 3.0, 3.0, 3.0]], dtype=dtype)
-    line = torch.tensor([[3.0, 1.0, 3.0, 9.0]], dtype=dtype)
-    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]], dtype=dtype)
-    for x, y in ((point, point), (line, line), (point, line), (point, box), (box, line)):
-        iou = ops.box_iou(x, y)
-        assert iou.shape == (1, 1)
-        assert iou.item() == 0.0
-    assert torch.isnan(torchvision.ops.box_iou(point, point)).all()  # the case handled differently
-
-
-def test_box_iou_empty_sets():
-    assert ops.box_iou(torch.zeros(0, 4), torch.zeros(5, 4)).shape == (0, 5)
-    assert ops.box_iou(torch.zeros(3, 4), torch.zeros(0, 4)).shape == (3, 0)
-
-
-@FAST
-@given(
-    data=st.data(),
-    batch=st.integers(1, 4),
-    n=st.integers(0, 8),
-    m=st.integers(0, 8),
-    dtype=st.sampled_from(DTYPES),
-)
-def test_batched_box_iou_equals_per_image_box_iou(data, batch, n, m, dtype):
-    a = torch.stack([_tensor(data.draw(_boxes(n, n)), dtype) for _ in range(batch)])
-    b = torch.stack([_tensor(data.draw(_boxes(m, m)), dtype) for _ in range(batch)])
-    ours = ops.batched_box_iou(a, b)
-    assert ours.shape == (batch, n, m)
-    for i in range(batch):
-        assert torch.equal(ours[i], ops.box_iou(a[i], b[i]))
-
-
-def test_batched_box_iou_padding_rows_give_zero():
-    # Image 0 has 2 gt boxes, image 1 has 1 and a padding row of zeros.
-    gt = torch.tensor(
+    b = torch.tensor(
         [
-            [[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 15.0]],
-            [[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 0.0, 0.0]],
-        ]
+            [5.0, 0.0, 15.0, 10.0],  # overlap 5 x 10 = 50, union 150: 1/3
+            [0.0, 0.0, 10.0, 10.0],  # identical: 1
+            [2.0, 2.0, 6.0, 6.0],  # nested: 16 / 100
+            [10.0, 0.0, 20.0, 10.0],  # touching edge: 0
+            [20.0, 20.0, 30.0, 30.0],  # disjoint: 0
+        ],
+        dtype=dtype,
     )
-    anchors = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 6.0, 6.0]])
-    iou = ops.batched_box_iou(gt, anchors.expand(2, 3, 4))
-    assert iou.shape == (2, 2, 3)
-    assert torch.equal(iou[1, 1], torch.zeros(3))  # padding row: zero against every anchor
-    assert (iou[:, :, 1] == 0).all()  # including against a zero-area anchor (0 / 0)
-    # Hand values: [0,0,10,10] vs [0,0,8,8]: 64 / 100; [0,0,4,4] vs [2,2,6,6]: 4 / (16 + 16 - 4).
-    assert iou[0, 0, 0].item() == pytest.approx(0.64)
-    assert iou[1, 0, 2].item() == pytest.approx(4 / 28)
+    expected = torch.tensor([[1 / 3, 1.0, 0.16, 0.0, 0.0]], dtype=dtype)
+    assert torch.equal(implementation(path).box_iou(a, b), expected)
 
 
-def test_batched_box_iou_batch_mismatch():
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_identical_and_nested_boxes(path, dtype):
+    impl = implementation(path)
+    outer = torch.tensor([[1.0, 2.0, 9.0, 6.0]], dtype=dtype)  # area 32
+    inner = torch.tensor([[3.0, 3.0, 5.0, 5.0]], dtype=dtype)  # area 4, inside outer
+    same = outer.repeat(5, 1)
+    assert torch.equal(impl.box_iou(same, same), torch.ones(5, 5, dtype=dtype))
+    # Nested: IoU = area(inner) / area(outer) = 4 / 32, both ways round.
+    assert impl.box_iou(inner, outer).item() == 0.125
+    assert impl.box_iou(outer, inner).item() == 0.125
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_zero_area_boxes_give_exactly_zero(path, dtype):
+    impl = implementation(path)
+    boxes = torch.tensor(
+        [
+            [3.0, 3.0, 3.0, 3.0],  # point inside the box below
+            [3.0, 1.0, 3.0, 9.0],  # vertical line through it
+            [0.0, 5.0, 10.0, 5.0],  # horizontal line crossing it
+            [0.0, 0.0, 0.0, 0.0],  # padding row
+            [0.0, 0.0, 10.0, 10.0],  # an ordinary box
+        ],
+        dtype=dtype,
+    )
+    iou = impl.box_iou(boxes, boxes)
+    expected = torch.zeros(5, 5, dtype=dtype)
+    expected[4, 4] = 1.0
+    assert torch.equal(iou, expected)
+    # The case torchvision leaves undefined: 0 / 0.
+    assert torch.isnan(torchvision.ops.box_iou(boxes[:1], boxes[:1])).all()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_inverted_boxes_give_zero(path, dtype):
+    impl = implementation(path)
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]], dtype=dtype)
+    inverted = torch.tensor(
+        [
+            [10.0, 0.0, 0.0, 10.0],  # x2 < x1: area -100, union with the box 0 (0 / 0)
+            [10.0, 10.0, 0.0, 0.0],  # both inverted: "area" +100 but no intersection
+            [8.0, 0.0, 2.0, 20.0],  # x inverted inside the box: union with it 100 - 120 < 0
+        ],
+        dtype=dtype,
+    )
+    iou = impl.box_iou(inverted, torch.cat([box, inverted]))
+    assert torch.equal(iou, torch.zeros(3, 4, dtype=dtype))
+    assert torch.equal(iou, tv_box_iou(inverted, torch.cat([box, inverted])))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("offset", [1e6, 1e7])
+def test_huge_coordinates(path, dtype, offset):
+    impl = implementation(path)
+    # Integer corners stay exact after the shift (float32 holds integers up to 2**24).
+    rows = [[0, 0, 10, 10], [5, 0, 15, 10], [2, 2, 6, 6], [0, 0, 10, 10], [3, 3, 3, 3]]
+    a = as_boxes(rows, dtype, offset)
+    iou = impl.box_iou(a, a)
+    assert torch.equal(iou, tv_box_iou(a, a))
+    assert torch.equal(iou, impl.box_iou(as_boxes(rows, dtype), as_boxes(rows, dtype)))
+    # [0,0,10,10] vs [5,0,15,10] shifted: inter 50, union 150, rounded once.
+    assert iou[0, 1].item() == (torch.tensor(50.0, dtype=dtype) / 150).item()
+    # Non-integer corners at 1e7 round differently per dtype; the values still match torchvision.
+    generator = torch.Generator().manual_seed(2)
+    b = (random_boxes(generator, 40, dtype=torch.float64) + offset).to(dtype)
+    assert torch.equal(impl.box_iou(b, b), tv_box_iou(b, b))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_box_iou_empty_inputs(path, dtype):
+    impl = implementation(path)
+    boxes = torch.ones(3, 4, dtype=dtype)
+    for a, b in ((boxes[:0], boxes), (boxes, boxes[:0]), (boxes[:0], boxes[:0])):
+        iou = impl.box_iou(a, b)
+        assert iou.shape == (len(a), len(b)) and iou.dtype == dtype
+    for (b, n, m) in ((0, 3, 5), (2, 0, 5), (2, 3, 0)):
+        out = impl.batched_box_iou(torch.zeros(b, n, 4, dtype=dtype), torch.zeros(b, m, 4, dtype=dtype))
+        assert out.shape == (b, n, m) and out.dtype == dtype
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_non_contiguous_inputs(path):
+    impl = implementation(path)
+    generator = torch.Generator().manual_seed(3)
+    wide = random_boxes(generator, 40).repeat_interleave(2, dim=1)  # (40, 8)
+    a = wide[:, ::2]  # a strided view of the same boxes
+    b = random_boxes(generator, 30).t().contiguous().t()  # column-major
+    assert not a.is_contiguous() and not b.is_contiguous()
+    assert torch.equal(impl.box_iou(a, b), tv_box_iou(a.contiguous(), b.contiguous()))
+    a3, b3 = a.unsqueeze(0).expand(2, -1, -1), b.unsqueeze(0).expand(2, -1, -1)
+    assert torch.equal(impl.batched_box_iou(a3, b3), tv_box_iou(a3.contiguous(), b3.contiguous()))
+
+
+# ---------------------------------------------------------------------------- batched
+
+
+@pytest.mark.parametrize("path", PATHS)
+@EXAMPLES
+@given(
+    data=st.data(), batch=st.integers(1, 3), n=st.integers(0, 8), m=st.integers(0, 8),
+    offset=st.sampled_from(OFFSETS), dtype=st.sampled_from(DTYPES),
+)
+def test_batched_box_iou_equals_torchvision_and_fallback(path, data, batch, n, m, offset, dtype):
+    a = torch.stack([as_boxes(data.draw(box_rows(n, n)), dtype, offset) for _ in range(batch)])
+    b = torch.stack([as_boxes(data.draw(box_rows(m, m)), dtype, offset) for _ in range(batch)])
+    impl = implementation(path)
+    iou = impl.batched_box_iou(a, b)
+    assert iou.shape == (batch, n, m) and iou.dtype == dtype
+    assert torch.equal(iou, tv_box_iou(a, b))  # torchvision's box_iou takes batches too
+    assert torch.equal(iou, fallback.batched_box_iou(a, b))
+    for i in range(batch):
+        assert torch.equal(iou[i], impl.box_iou(a[i], b[i]))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_batched_box_iou_padding_rows_give_zero(path, dtype):
+    impl = implementation(path)
+    # Image 0 has 2 gt boxes; image 1 has 1 and a row of zero padding.
+    gt = torch.tensor(
+        [[[0, 0, 10, 10], [5, 5, 15, 15]], [[0, 0, 4, 4], [0, 0, 0, 0]]], dtype=dtype
+    )
+    anchors = torch.tensor([[0, 0, 8, 8], [0, 0, 0, 0], [2, 2, 6, 6]], dtype=dtype).expand(2, 3, 4)
+    iou = impl.batched_box_iou(gt, anchors)
+    # [0,0,10,10] vs [0,0,8,8]: 64 / 100; vs [2,2,6,6]: 16 / 100. [5,5,15,15] vs [0,0,8,8]: 9 / 155;
+    # vs [2,2,6,6]: 1 / 115. [0,0,4,4] vs [0,0,8,8]: 16 / 64; vs [2,2,6,6]: 4 / 28.
+    # Padding rows and the zero-area anchor give 0 against everything.
+    # Every area and intersection is an exact integer, so each IoU is one rounded division.
+    inter = torch.tensor([[[64, 0, 16], [9, 0, 1]], [[16, 0, 4], [0, 0, 0]]], dtype=dtype)
+    union = torch.tensor([[[100, 1, 100], [155, 1, 115]], [[64, 1, 28], [1, 1, 1]]], dtype=dtype)
+    expected = inter / union
+    assert torch.equal(iou, expected)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_batched_box_iou_batch_size_mismatch(path):
+    impl = implementation(path)
     with pytest.raises(ValueError, match="batch size"):
-        ops.batched_box_iou(torch.zeros(2, 3, 4), torch.zeros(3, 3, 4))
-
-
-# ---------------------------------------------------------------------------- NMS
-
-
-@st.composite
-def _nms_case(draw):
-    rows = draw(_boxes(max_n=30))
-    # Few distinct score values: identical scores are common.
-    scores = draw(
-        st.lists(st.sampled_from([0.1, 0.3, 0.3, 0.5, 0.9]), min_size=len(rows), max_size=len(rows))
-    )
-    classes = draw(st.lists(st.integers(0, 2), min_size=len(rows), max_size=len(rows)))
-    threshold = draw(st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]))
-    return rows, scores, classes, threshold
-
-
-@FAST
-@given(case=_nms_case(), dtype=st.sampled_from(DTYPES))
-def test_nms_equals_torchvision(case, dtype):
-    rows, scores, classes, threshold = case
-    boxes, scores = _tensor(rows, dtype), torch.tensor(scores, dtype=dtype)
-    idxs = torch.tensor(classes, dtype=torch.int64)
-    keep = ops.nms(boxes, scores, threshold)
-    assert keep.dtype == torch.int64
-    assert torch.equal(keep, torchvision.ops.nms(boxes, scores, threshold))
-    keep = ops.batched_nms(boxes, scores, idxs, threshold)
-    assert torch.equal(keep, torchvision.ops.batched_nms(boxes, scores, idxs, threshold))
-    # Kept in decreasing score order.
-    assert (scores[keep][:-1] >= scores[keep][1:]).all()
-
-
-def test_nms_hand_case():
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
-    scores = torch.tensor([0.8, 0.9, 0.7])
-    # Box 1 (best) overlaps box 0 with IoU 90 / 110 = 0.82 > 0.5: box 0 goes; box 2 stays.
-    assert ops.nms(boxes, scores, 0.5).tolist() == [1, 2]
-    # Different classes never suppress each other.
-    assert ops.batched_nms(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [1, 0, 2]
+        impl.batched_box_iou(torch.zeros(2, 3, 4), torch.zeros(3, 3, 4))
 
 
 # ---------------------------------------------------------------------------- argument checks
 
 B = torch.zeros(3, 4)
-S = torch.zeros(3)
-IDX = torch.zeros(3, dtype=torch.int64)
-NAN_BOX = torch.tensor([[float("nan"), 0.0, 1.0, 1.0]])
+NAN = float("nan")
+INF = float("inf")
 
 
-@pytest.mark.parametrize(
-    "call, name",
-    [
-        (lambda: ops.box_iou(torch.zeros(4), B), "boxes1"),  # wrong rank
-        (lambda: ops.box_iou(B, torch.zeros(1, 3, 4)), "boxes2"),
-        (lambda: ops.box_iou(torch.zeros(3, 5), B), "boxes1"),  # last dim != 4
-        (lambda: ops.box_iou(B, torch.zeros(3, 4, dtype=torch.int64)), "boxes2"),  # int boxes
-        (lambda: ops.box_iou(B, torch.zeros(3, 4, dtype=torch.float64)), "boxes1 and boxes2"),
-        (lambda: ops.batched_box_iou(B, B), "boxes1"),  # rank 2 where (B, N, 4) is needed
-        (lambda: ops.batched_box_iou(torch.zeros(1, 3, 4), torch.zeros(1, 3, 3)), "boxes2"),
-        (lambda: ops.nms(torch.zeros(1, 3, 4), S, 0.5), "boxes"),
-        (lambda: ops.nms(torch.zeros(3, 3), S, 0.5), "boxes"),
-        (lambda: ops.nms(torch.zeros(3, 4, dtype=torch.int32), S, 0.5), "boxes"),
-        (lambda: ops.nms(NAN_BOX, torch.zeros(1), 0.5), "boxes"),
-        (lambda: ops.nms(torch.tensor([[0.0, 0.0, float("inf"), 1.0]]), torch.zeros(1), 0.5), "boxes"),
-        (lambda: ops.nms(B, torch.tensor([0.1, float("nan"), 0.2]), 0.5), "scores"),
-        (lambda: ops.nms(B, torch.zeros(2), 0.5), "scores"),  # wrong length
-        (lambda: ops.nms(B, torch.zeros(3, 1), 0.5), "scores"),
-        (lambda: ops.nms(B, S, 1.5), "iou_threshold"),
-        (lambda: ops.nms(B, S, -0.1), "iou_threshold"),
-        (lambda: ops.batched_nms(B, S, IDX, 1.5), "iou_threshold"),
-        (lambda: ops.batched_nms(B, torch.zeros(4), IDX, 0.5), "scores"),
-        (lambda: ops.batched_nms(B, S, torch.zeros(2, dtype=torch.int64), 0.5), "idxs"),
-        (lambda: ops.batched_nms(NAN_BOX, torch.zeros(1), torch.zeros(1, dtype=torch.int64), 0.5), "boxes"),
-    ],
-)
-def test_bad_arguments_raise_naming_the_argument(call, name):
-    with pytest.raises(ValueError) as info:
-        call()
-    assert str(info.value).startswith(name) or f" {name} " in str(info.value), str(info.value)
+def _with(value, row=1, col=2):
+    boxes = torch.arange(12.0).reshape(3, 4)
+    boxes[row, col] = value
+    return boxes
 
 
-def test_bad_argument_messages_show_the_value():
-    with pytest.raises(ValueError, match=r"\(3, 5\)"):
+BAD_IOU_ARGUMENTS = [
+    ("rank-1 boxes1", lambda f: f.box_iou(torch.zeros(4), B), "boxes1"),
+    ("rank-3 boxes2", lambda f: f.box_iou(B, torch.zeros(1, 3, 4)), "boxes2"),
+    ("last dim 5", lambda f: f.box_iou(torch.zeros(3, 5), B), "boxes1"),
+    ("last dim 3", lambda f: f.box_iou(B, torch.zeros(3, 3)), "boxes2"),
+    ("int boxes", lambda f: f.box_iou(B, torch.zeros(3, 4, dtype=torch.int64)), "boxes2"),
+    ("dtype mismatch", lambda f: f.box_iou(B, B.double()), "boxes1 and boxes2"),
+    ("nan boxes1", lambda f: f.box_iou(_with(NAN), B), "boxes1"),
+    ("inf boxes2", lambda f: f.box_iou(B, _with(INF)), "boxes2"),
+    ("-inf boxes2", lambda f: f.box_iou(B, _with(-INF, 2, 0)), "boxes2"),
+    ("batched rank 2", lambda f: f.batched_box_iou(B, B[None]), "boxes1"),
+    ("batched last dim", lambda f: f.batched_box_iou(B[None], torch.zeros(1, 3, 3)), "boxes2"),
+    ("batched dtype", lambda f: f.batched_box_iou(B[None].double(), B[None]), "boxes1 and boxes2"),
+    ("batched nan", lambda f: f.batched_box_iou(B[None], _with(NAN)[None]), "boxes2"),
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("call, name", [c[1:] for c in BAD_IOU_ARGUMENTS],
+                         ids=[c[0] for c in BAD_IOU_ARGUMENTS])
+def test_bad_arguments_raise_value_error_naming_them(path, call, name):
+    with raises_naming(name):
+        call(implementation(path))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_finiteness_is_checked_on_what_a_view_holds(path):
+    impl = implementation(path)
+    wide = torch.arange(24.0).reshape(3, 8)
+    wide[:, 1::2] = float("nan")  # outside the view below: not part of the boxes
+    boxes = wide[:, ::2]
+    assert torch.equal(impl.box_iou(boxes, boxes), tv_box_iou(boxes.contiguous(), boxes.contiguous()))
+    wide[2, 6] = float("inf")  # last coordinate of the last box of the view
+    with raises_naming("boxes2"):
+        impl.box_iou(B, boxes)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES, ids=str)
+def test_reduced_precision_is_refused_on_cpu(path, dtype):
+    impl = implementation(path)
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0]], dtype=dtype)
+    with raises_naming("boxes1"):
+        impl.box_iou(boxes, boxes)
+    with raises_naming("boxes1"):
+        impl.batched_box_iou(boxes[None], boxes[None])
+
+
+def test_public_op_refuses_non_tensors():
+    with raises_naming("boxes1"):
+        ops.box_iou([[0.0, 0.0, 1.0, 1.0]], B)
+
+
+def test_bad_argument_messages_show_what_was_given():
+    with pytest.raises(ValueError, match=r"3, 5"):
         ops.box_iou(torch.zeros(3, 5), B)
-    with pytest.raises(ValueError, match="torch.int64"):
+    with pytest.raises(ValueError, match=r"(?i)long|int64"):
         ops.box_iou(torch.zeros(3, 4, dtype=torch.int64), B)
-    with pytest.raises(ValueError, match="1.5"):
-        ops.nms(B, S, 1.5)
-    with pytest.raises(ValueError, match=r"\(3,\).*\(2,\)"):
-        ops.nms(B, torch.zeros(2), 0.5)
+
+
+# ---------------------------------------------------------------------------- autograd
+
+
+def _grads(fn, a, b, grad_out):
+    a = a.detach().clone().requires_grad_(True)
+    b = b.detach().clone().requires_grad_(True)
+    fn(a, b).backward(grad_out)
+    return a.grad, b.grad
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_box_iou_gradient_equals_fallback_and_torchvision(path, dtype):
+    generator = torch.Generator().manual_seed(4)
+    a = random_boxes(generator, 12, extent=30.0, dtype=dtype) + torch.tensor([0, 0, 1, 1], dtype=dtype)
+    b = random_boxes(generator, 9, extent=30.0, dtype=dtype) + torch.tensor([0, 0, 1, 1], dtype=dtype)
+    grad_out = torch.randn(12, 9, generator=generator, dtype=torch.float64).to(dtype)
+    grads = _grads(implementation(path).box_iou, a, b, grad_out)
+    public = _grads(ops.box_iou, a, b, grad_out)
+    reference = _grads(fallback.box_iou, a, b, grad_out)
+    tv = _grads(torchvision.ops.box_iou, a, b, grad_out)
+    assert (reference[0] != 0).any() and (reference[1] != 0).any()  # the boxes do overlap
+    for ours, pub, ref, theirs in zip(grads, public, reference, tv):
+        assert torch.equal(ours, ref) and torch.equal(pub, ref)
+        torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_batched_box_iou_gradient_equals_fallback_and_torchvision(path):
+    generator = torch.Generator().manual_seed(5)
+    a = random_boxes(generator, 2 * 7, extent=30.0, dtype=torch.float64).reshape(2, 7, 4) + 0.5
+    b = random_boxes(generator, 2 * 6, extent=30.0, dtype=torch.float64).reshape(2, 6, 4) + 0.5
+    a[..., 2:] += 1.0  # positive areas
+    b[..., 2:] += 1.0
+    grad_out = torch.randn(2, 7, 6, generator=generator, dtype=torch.float64)
+    grads = _grads(implementation(path).batched_box_iou, a, b, grad_out)
+    reference = _grads(fallback.batched_box_iou, a, b, grad_out)
+    tv = _grads(torchvision.ops.box_iou, a, b, grad_out)
+    for ours, ref, theirs in zip(grads, reference, tv):
+        assert torch.equal(ours, ref)
+        torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_box_iou_gradcheck(path):
+    generator = torch.Generator().manual_seed(6)
+    a = random_boxes(generator, 5, extent=20.0, dtype=torch.float64) + torch.tensor([0, 0, 2.0, 2.0],
+                                                                                      dtype=torch.float64)
+    b = random_boxes(generator, 4, extent=20.0, dtype=torch.float64) + torch.tensor([0, 0, 2.0, 2.0],
+                                                                                      dtype=torch.float64)
+    assert torch.autograd.gradcheck(implementation(path).box_iou,
+                                    (a.requires_grad_(), b.requires_grad_()))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_zero_area_pairs_have_finite_gradients(path, dtype):
+    boxes = torch.tensor(
+        [[3.0, 3.0, 3.0, 3.0], [3.0, 1.0, 3.0, 9.0], [0.0, 0.0, 0.0, 0.0], [10.0, 0.0, 0.0, 10.0],
+         [0.0, 0.0, 10.0, 10.0]],
+        dtype=dtype,
+    )
+    grad_out = torch.ones(5, 5, dtype=dtype)
+    grads = _grads(implementation(path).box_iou, boxes, boxes, grad_out)
+    reference = _grads(fallback.box_iou, boxes, boxes, grad_out)
+    for ours, ref in zip(grads, reference):
+        assert torch.isfinite(ours).all()
+        assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_gradient_with_respect_to_one_input_only(path):
+    generator = torch.Generator().manual_seed(7)
+    a = random_boxes(generator, 4, dtype=torch.float64).requires_grad_(True)
+    b = random_boxes(generator, 3, dtype=torch.float64)
+    implementation(path).box_iou(a, b).sum().backward()
+    a_ref = a.detach().clone().requires_grad_(True)
+    fallback.box_iou(a_ref, b).sum().backward()
+    assert b.grad is None
+    assert torch.equal(a.grad, a_ref.grad)
