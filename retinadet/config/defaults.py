@@ -51,6 +51,7 @@ _C.MODEL.MATCHER.NAME = "IoUMatcher"  # MATCHER_REGISTRY name
 _C.MODEL.MATCHER.THRESHOLDS = [0.4, 0.5]  # IoU boundaries between the LABELS intervals
 _C.MODEL.MATCHER.LABELS = ["NEGATIVE", "IGNORE", "POSITIVE"]  # label of each IoU interval
 _C.MODEL.MATCHER.ALLOW_LOW_QUALITY_MATCHES = True  # each gt's best anchors are positive even below 0.5
+_C.MODEL.MATCHER.CROWD_IOA_THRESHOLD = 0.5  # negatives covered this much by a crowd region become IGNORE (> 1: off)
 
 _C.MODEL.BOX_CODER = CN()
 _C.MODEL.BOX_CODER.NAME = "DeltaXYWHBoxCoder"  # BOX_CODER_REGISTRY name
@@ -90,6 +91,25 @@ _C.INPUT.MIN_SIZE_TRAIN = [800]  # shortest-edge sizes chosen from in training
 _C.INPUT.MAX_SIZE_TRAIN = 1333  # longest edge cap in training
 _C.INPUT.MIN_SIZE_TEST = 800  # shortest-edge size at test time
 _C.INPUT.MAX_SIZE_TEST = 1333  # longest edge cap at test time
+_C.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"  # "choice": one of MIN_SIZE_TRAIN per image; "range": uniform in [min, max]
+_C.INPUT.RANDOM_FLIP = "horizontal"  # training flip: "horizontal" (probability 0.5) or "none"
+
+# ---------------------------------------------------------------------------- data
+_C.DATASETS = CN()
+_C.DATASETS.ROOT = "./datasets"  # folder of data sets; the embedded shapes set is generated here on first use
+_C.DATASETS.TRAIN = ()  # registered data set names to train on (retinadet.data.DatasetCatalog)
+_C.DATASETS.TEST = ()  # registered data set names to evaluate on
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 2  # loader worker processes (0 = load in the main process)
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True  # training: drop images with no usable (non-crowd) box
+_C.DATALOADER.ASPECT_RATIO_GROUPING = True  # training: batch landscape and portrait images separately
+
+_C.SOLVER = CN()
+_C.SOLVER.IMS_PER_BATCH = 16  # training images per iteration, summed over all processes
+
+_C.TEST = CN()
+_C.TEST.IMS_PER_BATCH = 1  # evaluation images per batch in each process
 
 # ---------------------------------------------------------------------------- misc
 _C.OUTPUT_DIR = "./output"  # where run artefacts go

@@ -13,7 +13,7 @@ from . import fallback
 from .extension import use_compiled
 from .fallback import box_area
 
-__all__ = ["box_area", "box_iou", "batched_box_iou", "paired_intersection_and_enclosure"]
+__all__ = ["box_area", "box_iou", "batched_box_iou", "box_ioa", "paired_intersection_and_enclosure"]
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
@@ -47,3 +47,19 @@ def paired_intersection_and_enclosure(boxes1: Tensor, boxes2: Tensor) -> Tuple[T
     inter_h = (torch.min(y2, y2g) - torch.max(y1, y1g)).clamp(min=0)
     enclose = (torch.max(x2, x2g) - torch.min(x1, x1g)) * (torch.max(y2, y2g) - torch.min(y1, y1g))
     return inter_w * inter_h, enclose
+
+
+def box_ioa(boxes: Tensor, regions: Tensor) -> Tensor:
+    """Share of each box covered by each region: intersection / area of ``boxes (N, 4)`` -> ``(N, K)``.
+
+    For the few crowd regions of an image (K small); pure PyTorch. Zero-area boxes give 0.
+    """
+    fallback.check_boxes("box_ioa", "boxes", boxes)
+    fallback.check_boxes("box_ioa", "regions", regions)
+    lt = torch.max(boxes[:, None, :2], regions[None, :, :2])
+    rb = torch.min(boxes[:, None, 2:], regions[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    area = box_area(boxes)[:, None]
+    positive = area > 0
+    return torch.where(positive, inter / torch.where(positive, area, torch.ones_like(area)), torch.zeros_like(inter))

@@ -1,10 +1,10 @@
 """IoU matcher: assigns each anchor its best ground-truth box and a NEGATIVE/IGNORE/POSITIVE label."""
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from ...ops import low_quality_matches, match_max_iou
+from ...ops import box_ioa, low_quality_matches, match_max_iou
 from ...registry import MATCHER_REGISTRY
 
 __all__ = ["NEGATIVE", "IGNORE", "POSITIVE", "LABELS_BY_NAME", "IoUMatcher"]
@@ -75,6 +75,9 @@ class IoUMatcher(nn.Module):
         labels: one label per interval (``len(thresholds) + 1``), each NEGATIVE, IGNORE, POSITIVE
             or their names "NEGATIVE", "IGNORE", "POSITIVE".
         allow_low_quality_matches: promote each gt's best anchors to POSITIVE as described above.
+        crowd_ioa_threshold: a NEGATIVE anchor whose area is covered at least this much by a crowd
+            region (``crowd_boxes`` of :meth:`forward`, e.g. COCO iscrowd) becomes IGNORE: a crowd
+            holds objects, so its anchors must not be trained as background. > 1 disables it.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class IoUMatcher(nn.Module):
         thresholds: Sequence[float] = (0.4, 0.5),
         labels: Sequence[LabelLike] = (NEGATIVE, IGNORE, POSITIVE),
         allow_low_quality_matches: bool = False,
+        crowd_ioa_threshold: float = 0.5,
     ) -> None:
         super().__init__()
         self.thresholds = _check_thresholds(thresholds)
@@ -92,6 +96,11 @@ class IoUMatcher(nn.Module):
             )
         self.labels = tuple(_resolve_label(label, i) for i, label in enumerate(labels))
         self.allow_low_quality_matches = bool(allow_low_quality_matches)
+        if not crowd_ioa_threshold > 0:
+            raise ValueError(
+                f"IoUMatcher crowd_ioa_threshold = {crowd_ioa_threshold} must be > 0 (> 1 disables crowd regions)."
+            )
+        self.crowd_ioa_threshold = float(crowd_ioa_threshold)
 
     @classmethod
     def from_config(cls, cfg) -> dict:
@@ -101,10 +110,13 @@ class IoUMatcher(nn.Module):
             "thresholds": list(m.THRESHOLDS),
             "labels": list(m.LABELS),
             "allow_low_quality_matches": m.ALLOW_LOW_QUALITY_MATCHES,
+            "crowd_ioa_threshold": m.CROWD_IOA_THRESHOLD,
         }
 
-    def forward(self, gt_boxes: Tensor, anchors: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, gt_boxes: Tensor, anchors: Tensor, crowd_boxes: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Match ``anchors (N, 4)`` to ``gt_boxes (M, 4)``, both xyxy absolute pixels.
+
+        ``crowd_boxes (K, 4)`` xyxy, optional: crowd regions whose covered anchors are not negatives.
 
         Returns:
             matched_idxs: ``(N,)`` int64, index in ``[0, M)`` of each anchor's best gt (0 when M == 0;
@@ -114,12 +126,16 @@ class IoUMatcher(nn.Module):
         gt_boxes = gt_boxes.to(anchors.dtype)
         num_anchors = anchors.shape[0]
         if gt_boxes.shape[0] == 0 or num_anchors == 0:
-            return self._all_background(num_anchors, anchors.device)
-        # O(N + M) memory: the N x M IoU matrix is never built (ops.match_max_iou).
-        max_iou, matched_idxs, best_iou_per_gt = match_max_iou(anchors, gt_boxes)
-        match_labels = self._labels_from_max_iou(max_iou)
-        if self.allow_low_quality_matches:
-            match_labels[low_quality_matches(anchors, gt_boxes, best_iou_per_gt)] = POSITIVE
+            matched_idxs, match_labels = self._all_background(num_anchors, anchors.device)
+        else:
+            # O(N + M) memory: the N x M IoU matrix is never built (ops.match_max_iou).
+            max_iou, matched_idxs, best_iou_per_gt = match_max_iou(anchors, gt_boxes)
+            match_labels = self._labels_from_max_iou(max_iou)
+            if self.allow_low_quality_matches:
+                match_labels[low_quality_matches(anchors, gt_boxes, best_iou_per_gt)] = POSITIVE
+        if crowd_boxes is not None and crowd_boxes.shape[0] > 0 and num_anchors > 0:
+            covered = box_ioa(anchors, crowd_boxes.to(anchors.dtype)).max(dim=1).values >= self.crowd_ioa_threshold
+            match_labels[covered & (match_labels == NEGATIVE)] = IGNORE
         return matched_idxs, match_labels
 
     def match_iou_matrix(self, iou: Tensor) -> Tuple[Tensor, Tensor]:
@@ -163,5 +179,6 @@ class IoUMatcher(nn.Module):
         labels = ", ".join(names[label] for label in self.labels)
         return (
             f"thresholds={self.thresholds}, labels=({labels}), "
-            f"allow_low_quality_matches={self.allow_low_quality_matches}"
+            f"allow_low_quality_matches={self.allow_low_quality_matches}, "
+            f"crowd_ioa_threshold={self.crowd_ioa_threshold}"
         )

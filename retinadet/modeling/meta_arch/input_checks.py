@@ -49,27 +49,32 @@ def _check_output_size(i: int, item: Dict) -> None:
             raise ValueError(f"batched_inputs[{i}]['{key}'] = {item[key]!r}; expected a positive integer.")
 
 
-def _check_boxes_of_image(i: int, boxes: Tensor) -> None:
+def _check_boxes_of_image(i: int, boxes: Tensor, key: str = "boxes") -> None:
+    where = f"batched_inputs[{i}]['{key}']"
     if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
         shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
-        raise ValueError(f"batched_inputs[{i}]['boxes'] must be a float (N, 4) xyxy tensor; got {shape}.")
+        raise ValueError(f"{where} must be a float (N, 4) xyxy tensor; got {shape}.")
     if not boxes.is_floating_point():
-        raise ValueError(f"batched_inputs[{i}]['boxes'] must be floating point; got {boxes.dtype}.")
+        raise ValueError(f"{where} must be floating point; got {boxes.dtype}.")
     bad = ~torch.isfinite(boxes).all(dim=1)
     if bad.any():
         j = int(bad.nonzero()[0])
-        raise ValueError(f"batched_inputs[{i}]['boxes'][{j}] = {boxes[j].tolist()} is not finite.")
+        raise ValueError(f"{where}[{j}] = {boxes[j].tolist()} is not finite.")
     inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if inverted.any():
         j = int(inverted.nonzero()[0])
         raise ValueError(
-            f"batched_inputs[{i}]['boxes'][{j}] = {boxes[j].tolist()} has x2 < x1 or y2 < y1; "
+            f"{where}[{j}] = {boxes[j].tolist()} has x2 < x1 or y2 < y1; "
             "boxes must be xyxy in absolute pixels."
         )
 
 
 def check_targets(batched_inputs: Sequence[Dict], num_classes: int) -> List[Dict[str, Tensor]]:
-    """Check training targets; return [{"boxes": (N, 4) float, "labels": (N,) int64}] per image."""
+    """Check training targets; return [{"boxes": (N, 4) float, "labels": (N,) int64}] per image.
+
+    An optional "crowd_boxes" (K, 4) xyxy entry (crowd regions, e.g. COCO iscrowd) is checked like
+    "boxes" and passed on; the matcher makes the anchors they cover IGNORE instead of NEGATIVE.
+    """
     targets = []
     for i, item in enumerate(batched_inputs):
         if "boxes" not in item or "labels" not in item:
@@ -93,5 +98,9 @@ def check_targets(batched_inputs: Sequence[Dict], num_classes: int) -> List[Dict
                 f"batched_inputs[{i}]['labels'][{j}] = {int(labels[j])} is outside [0, {num_classes}) "
                 "(MODEL.RETINANET.NUM_CLASSES)."
             )
-        targets.append({"boxes": boxes.float(), "labels": labels.long()})
+        target = {"boxes": boxes.float(), "labels": labels.long()}
+        if "crowd_boxes" in item:
+            _check_boxes_of_image(i, item["crowd_boxes"], key="crowd_boxes")
+            target["crowd_boxes"] = item["crowd_boxes"].float()
+        targets.append(target)
     return targets

@@ -15,7 +15,8 @@ def match_anchors(
     """Assign each anchor a class and a gt box, image by image.
 
     Args:
-        anchors: (R, 4) xyxy, shared by the batch; targets: per image {"boxes" (M, 4), "labels" (M,)}.
+        anchors: (R, 4) xyxy, shared by the batch; targets: per image {"boxes" (M, 4), "labels" (M,)}
+            and optionally "crowd_boxes" (K, 4), handed to the matcher as ``crowd_boxes=`` when K > 0.
 
     Returns:
         match_labels (N, R) int8 (matcher labels), gt_classes (N, R) int64 (``num_classes`` where not
@@ -25,7 +26,11 @@ def match_anchors(
     for target in targets:
         gt_boxes = target["boxes"].to(anchors.device)
         gt_labels = target["labels"].to(anchors.device)
-        matched_idxs, match_labels = matcher(gt_boxes, anchors)
+        crowd = target.get("crowd_boxes")
+        if crowd is not None and crowd.numel() > 0:
+            matched_idxs, match_labels = matcher(gt_boxes, anchors, crowd_boxes=crowd.to(anchors.device))
+        else:
+            matched_idxs, match_labels = matcher(gt_boxes, anchors)
         if gt_boxes.numel() > 0:
             classes = gt_labels[matched_idxs]
             boxes = gt_boxes[matched_idxs]
