@@ -1,1 +1,1 @@
-"""Utilities: synthetic batches and environment information."""
+"""Utilities: distributed helpers (comm), environment information, drawing, synthetic batches."""
