@@ -392,7 +392,7 @@ def register_shapes(root: str = "./datasets", num_classes: int = 6,
                     splits: Optional[Dict[str, Tuple[str, int, int]]] = None) -> List[str]:
     """Register the shapes splits (name -> (split folder, num_images, seed), default SHAPES_SPLITS)
     lazily: images are generated under ``root`` on the first ``DatasetCatalog.get``. Registering again
-    with the same root is a no-op; another root under the same name is an error. Returns the names."""
+    with the same root is a no-op; another root re-points the names to it. Returns the names."""
     root = os.path.abspath(os.path.expanduser(root))
     for name, (split, num_images, seed) in (splits or SHAPES_SPLITS).items():
         _params(split, num_images, seed, num_classes, image_size)  # fail now, not at first use
@@ -402,9 +402,10 @@ def register_shapes(root: str = "./datasets", num_classes: int = 6,
             registered = MetadataCatalog.get(name).get("json_file")
             if registered == json_file:
                 continue
-            raise ValueError(f"Data set '{name}' is already registered with json_file={registered!r}; cannot "
-                             f"register it again for root {root!r}. Call DatasetCatalog.remove('{name}') and "
-                             f"MetadataCatalog.remove('{name}') first, or use the same DATASETS.ROOT.")
+            # The config in use decides where the embedded set lives: point the name at the new root.
+            logger.info("Data set '%s' moves from %s to root %s.", name, registered, root)
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
         DatasetCatalog.register(name, functools.partial(_load_split, name, root, split, num_images, seed,
                                                         num_classes, tuple(image_size)))
         MetadataCatalog.get(name).set(thing_classes=list(SHAPE_NAMES[:num_classes]), json_file=json_file,

@@ -226,8 +226,9 @@ def test_register_is_lazy_and_idempotent(tmp_path, isolated_catalog):
     assert meta.image_root == str(tmp_path / "shapes" / "b" / "images")
     assert meta.thing_classes == list(SHAPE_NAMES[:6]) and meta.evaluator_type == "coco"
     shapes.register_shapes(str(tmp_path), splits=splits)  # same root: nothing happens
-    with pytest.raises(ValueError, match="shapes_tiny_a.*already registered"):
-        shapes.register_shapes(str(tmp_path / "other"), splits=splits)
+    # Another root (another config's DATASETS.ROOT) re-points the names there.
+    shapes.register_shapes(str(tmp_path / "other"), splits=splits)
+    assert MetadataCatalog.get("shapes_tiny_b").json_file == str(tmp_path / "other" / "shapes" / "b" / "annotations.json")
 
 
 def test_register_from_config_uses_datasets_root(tmp_path, isolated_catalog):
