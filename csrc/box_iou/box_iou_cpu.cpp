@@ -41,19 +41,12 @@ at::Tensor batched_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2) {
 }
 
 at::Tensor batched_box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2) {
-  check_boxes(boxes1, "batched_box_iou", "boxes1", 3);
-  check_boxes(boxes2, "batched_box_iou", "boxes2", 3);
-  check_same_dtype_device(boxes1, "boxes1", boxes2, "boxes2", "batched_box_iou");
-  TORCH_CHECK_VALUE(boxes1.size(0) == boxes2.size(0),
-                    "batched_box_iou: boxes1 and boxes2 must have the same batch size; got ",
-                    boxes1.size(0), " and ", boxes2.size(0), ".");
+  check_batched_box_iou_args(boxes1, boxes2);
   return batched_iou_cpu(boxes1, boxes2);
 }
 
 at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2) {
-  check_boxes(boxes1, "box_iou", "boxes1", 2);
-  check_boxes(boxes2, "box_iou", "boxes2", 2);
-  check_same_dtype_device(boxes1, "boxes1", boxes2, "boxes2", "box_iou");
+  check_box_iou_args(boxes1, boxes2);
   return batched_iou_cpu(boxes1.unsqueeze(0), boxes2.unsqueeze(0)).squeeze(0);
 }
 

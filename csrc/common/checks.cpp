@@ -82,4 +82,51 @@ void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, double io
   }
 }
 
+void check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2) {
+  check_boxes(boxes1, "box_iou", "boxes1", 2);
+  check_boxes(boxes2, "box_iou", "boxes2", 2);
+  check_same_dtype_device(boxes1, "boxes1", boxes2, "boxes2", "box_iou");
+}
+
+void check_batched_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2) {
+  check_boxes(boxes1, "batched_box_iou", "boxes1", 3);
+  check_boxes(boxes2, "batched_box_iou", "boxes2", 3);
+  check_same_dtype_device(boxes1, "boxes1", boxes2, "boxes2", "batched_box_iou");
+  TORCH_CHECK_VALUE(boxes1.size(0) == boxes2.size(0),
+                    "batched_box_iou: boxes1 and boxes2 must have the same batch size; got ",
+                    boxes1.size(0), " and ", boxes2.size(0), ".");
+}
+
+void check_match_args(const at::Tensor& anchors, const at::Tensor& gt_boxes, const char* op) {
+  check_boxes(anchors, op, "anchors", 2);
+  check_boxes(gt_boxes, op, "gt_boxes", 2);
+  check_same_dtype_device(anchors, "anchors", gt_boxes, "gt_boxes", op);
+  TORCH_CHECK_VALUE(gt_boxes.size(0) < (int64_t(1) << 31), op,
+                    ": at most 2^31 - 1 gt boxes are supported; got ", gt_boxes.size(0), ".");
+}
+
+void check_low_quality_args(const at::Tensor& anchors, const at::Tensor& gt_boxes,
+                            const at::Tensor& best_anchor_iou_per_gt) {
+  check_match_args(anchors, gt_boxes, "low_quality_matches");
+  check_same_dtype_device(anchors, "anchors", best_anchor_iou_per_gt, "best_anchor_iou_per_gt",
+                          "low_quality_matches");
+  TORCH_CHECK_VALUE(
+      best_anchor_iou_per_gt.dim() == 1 && best_anchor_iou_per_gt.size(0) == gt_boxes.size(0),
+      "low_quality_matches: best_anchor_iou_per_gt must have shape (", gt_boxes.size(0),
+      ",) to match gt_boxes; got ", best_anchor_iou_per_gt.sizes(), ".");
+}
+
+void check_batched_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
+                            double iou_threshold) {
+  check_nms_args(boxes, scores, iou_threshold, "batched_nms");
+  TORCH_CHECK_VALUE(idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
+                    "batched_nms: idxs must have shape (", boxes.size(0),
+                    ",) to match boxes; got ", idxs.sizes(), ".");
+  TORCH_CHECK_VALUE(!at::isFloatingType(idxs.scalar_type()) && idxs.scalar_type() != at::kBool,
+                    "batched_nms: idxs must be an integer tensor of category ids; got dtype ",
+                    idxs.scalar_type(), ".");
+  TORCH_CHECK_VALUE(idxs.device() == boxes.device(), "batched_nms: idxs are on ", idxs.device(),
+                    " but boxes on ", boxes.device(), ".");
+}
+
 }  // namespace retinadet

@@ -17,6 +17,15 @@ void check_same_dtype_device(const at::Tensor& a, const char* name_a, const at::
 void check_nms_args(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
                     const char* op);
 
+// Per-op argument checks, shared by every backend of the op.
+void check_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2);
+void check_batched_box_iou_args(const at::Tensor& boxes1, const at::Tensor& boxes2);
+void check_match_args(const at::Tensor& anchors, const at::Tensor& gt_boxes, const char* op);
+void check_low_quality_args(const at::Tensor& anchors, const at::Tensor& gt_boxes,
+                            const at::Tensor& best_anchor_iou_per_gt);
+void check_batched_nms_args(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
+                            double iou_threshold);
+
 // Float types the kernels compute in: float32 and float64 everywhere, float16/bfloat16 on CUDA.
 void check_supported_dtype(const at::Tensor& t, const char* op, const char* name);
 

@@ -79,11 +79,7 @@ void match_max_iou_cpu_impl(const at::Tensor& anchors, const at::Tensor& gt_boxe
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> match_max_iou_cpu(const at::Tensor& anchors,
                                                                  const at::Tensor& gt_boxes) {
-  check_boxes(anchors, "match_max_iou", "anchors", 2);
-  check_boxes(gt_boxes, "match_max_iou", "gt_boxes", 2);
-  check_same_dtype_device(anchors, "anchors", gt_boxes, "gt_boxes", "match_max_iou");
-  TORCH_CHECK_VALUE(gt_boxes.size(0) < (int64_t(1) << 31),
-                    "match_max_iou: at most 2^31 - 1 gt boxes are supported; got ", gt_boxes.size(0));
+  check_match_args(anchors, gt_boxes, "match_max_iou");
   const auto a = anchors.contiguous();
   const auto g = gt_boxes.contiguous();
   auto max_iou = at::zeros({a.size(0)}, a.options());
@@ -121,14 +117,7 @@ void low_quality_matches_cpu_impl(const at::Tensor& anchors, const at::Tensor& g
 
 at::Tensor low_quality_matches_cpu(const at::Tensor& anchors, const at::Tensor& gt_boxes,
                                    const at::Tensor& best_per_gt) {
-  check_boxes(anchors, "low_quality_matches", "anchors", 2);
-  check_boxes(gt_boxes, "low_quality_matches", "gt_boxes", 2);
-  check_same_dtype_device(anchors, "anchors", gt_boxes, "gt_boxes", "low_quality_matches");
-  check_same_dtype_device(anchors, "anchors", best_per_gt, "best_anchor_iou_per_gt",
-                          "low_quality_matches");
-  TORCH_CHECK_VALUE(best_per_gt.dim() == 1 && best_per_gt.size(0) == gt_boxes.size(0),
-                    "low_quality_matches: best_anchor_iou_per_gt must have shape (",
-                    gt_boxes.size(0), ",) to match gt_boxes; got ", best_per_gt.sizes(), ".");
+  check_low_quality_args(anchors, gt_boxes, best_per_gt);
   const auto a = anchors.contiguous();
   const auto g = gt_boxes.contiguous();
   const auto best = best_per_gt.contiguous();

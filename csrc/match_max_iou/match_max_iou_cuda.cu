@@ -32,6 +32,23 @@ __device__ inline void load_tile(GtTile<T>& tile, const scalar_t* gt, int64_t ti
   }
 }
 
+template <typename T>
+struct AnchorBox {
+  T x1, y1, x2, y2, area;
+};
+
+// Anchor k in the accumulation type; a zero box for the threads past the last anchor, which still
+// take part in the block's shared-memory loads and warp reductions.
+template <typename scalar_t, typename T>
+__device__ inline AnchorBox<T> load_anchor(const scalar_t* anchors, int64_t k, bool active) {
+  AnchorBox<T> a{T(0), T(0), T(0), T(0), T(0)};
+  if (active) {
+    a.x1 = anchors[4 * k]; a.y1 = anchors[4 * k + 1]; a.x2 = anchors[4 * k + 2]; a.y2 = anchors[4 * k + 3];
+    a.area = box_area<T>(a.x1, a.y1, a.x2, a.y2);
+  }
+  return a;
+}
+
 template <typename scalar_t>
 __global__ void match_max_iou_kernel(const scalar_t* __restrict__ anchors,
                                      const scalar_t* __restrict__ gt, int64_t n, int64_t m,
@@ -41,11 +58,7 @@ __global__ void match_max_iou_kernel(const scalar_t* __restrict__ anchors,
   __shared__ GtTile<T> tile;
   const int64_t k = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
   const bool active = k < n;
-  T ax1 = 0, ay1 = 0, ax2 = 0, ay2 = 0;
-  if (active) {
-    ax1 = anchors[4 * k]; ay1 = anchors[4 * k + 1]; ax2 = anchors[4 * k + 2]; ay2 = anchors[4 * k + 3];
-  }
-  const T area = box_area<T>(ax1, ay1, ax2, ay2);
+  const AnchorBox<T> anchor = load_anchor<scalar_t, T>(anchors, k, active);
   T best = 0;
   int64_t best_gt = 0;
   for (int64_t start = 0; start < m; start += kThreads) {
@@ -54,8 +67,8 @@ __global__ void match_max_iou_kernel(const scalar_t* __restrict__ anchors,
     __syncthreads();
     const int count = static_cast<int>(min_i64(kThreads, m - start));
     for (int t = 0; t < count; ++t) {
-      T iou = box_pair_iou<T>(ax1, ay1, ax2, ay2, area, tile.x1[t], tile.y1[t], tile.x2[t],
-                              tile.y2[t], tile.area[t]);
+      T iou = box_pair_iou<T>(anchor.x1, anchor.y1, anchor.x2, anchor.y2, anchor.area, tile.x1[t],
+                              tile.y1[t], tile.x2[t], tile.y2[t], tile.area[t]);
       if (!active) iou = 0;
       if (iou > best) {  // strict: ties keep the first gt, as torch.max does
         best = iou;
@@ -87,11 +100,7 @@ __global__ void low_quality_matches_kernel(const scalar_t* __restrict__ anchors,
   __shared__ scalar_t best[kThreads];
   const int64_t k = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
   const bool active = k < n;
-  T ax1 = 0, ay1 = 0, ax2 = 0, ay2 = 0;
-  if (active) {
-    ax1 = anchors[4 * k]; ay1 = anchors[4 * k + 1]; ax2 = anchors[4 * k + 2]; ay2 = anchors[4 * k + 3];
-  }
-  const T area = box_area<T>(ax1, ay1, ax2, ay2);
+  const AnchorBox<T> anchor = load_anchor<scalar_t, T>(anchors, k, active);
   bool flag = false;
   for (int64_t start = 0; start < m; start += kThreads) {
     __syncthreads();
@@ -102,8 +111,8 @@ __global__ void low_quality_matches_kernel(const scalar_t* __restrict__ anchors,
     for (int t = 0; t < count; ++t) {
       const T target = static_cast<T>(best[t]);
       if (!(target > T(0))) continue;
-      const T iou = box_pair_iou<T>(ax1, ay1, ax2, ay2, area, tile.x1[t], tile.y1[t], tile.x2[t],
-                                    tile.y2[t], tile.area[t]);
+      const T iou = box_pair_iou<T>(anchor.x1, anchor.y1, anchor.x2, anchor.y2, anchor.area,
+                                    tile.x1[t], tile.y1[t], tile.x2[t], tile.y2[t], tile.area[t]);
       // Compared in the output dtype, where best_anchor_iou_per_gt was rounded.
       flag |= static_cast<T>(static_cast<scalar_t>(iou)) == target;
     }
@@ -113,9 +122,7 @@ __global__ void low_quality_matches_kernel(const scalar_t* __restrict__ anchors,
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> match_max_iou_cuda(const at::Tensor& anchors,
                                                                   const at::Tensor& gt_boxes) {
-  check_boxes(anchors, "match_max_iou", "anchors", 2);
-  check_boxes(gt_boxes, "match_max_iou", "gt_boxes", 2);
-  check_same_dtype_device(anchors, "anchors", gt_boxes, "gt_boxes", "match_max_iou");
+  check_match_args(anchors, gt_boxes, "match_max_iou");
   c10::cuda::CUDAGuard guard(anchors.device());
   const auto a = anchors.contiguous();
   const auto g = gt_boxes.contiguous();
@@ -139,14 +146,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> match_max_iou_cuda(const at::Tens
 
 at::Tensor low_quality_matches_cuda(const at::Tensor& anchors, const at::Tensor& gt_boxes,
                                     const at::Tensor& best_per_gt) {
-  check_boxes(anchors, "low_quality_matches", "anchors", 2);
-  check_boxes(gt_boxes, "low_quality_matches", "gt_boxes", 2);
-  check_same_dtype_device(anchors, "anchors", gt_boxes, "gt_boxes", "low_quality_matches");
-  check_same_dtype_device(anchors, "anchors", best_per_gt, "best_anchor_iou_per_gt",
-                          "low_quality_matches");
-  TORCH_CHECK_VALUE(best_per_gt.dim() == 1 && best_per_gt.size(0) == gt_boxes.size(0),
-                    "low_quality_matches: best_anchor_iou_per_gt must have shape (",
-                    gt_boxes.size(0), ",) to match gt_boxes; got ", best_per_gt.sizes(), ".");
+  check_low_quality_args(anchors, gt_boxes, best_per_gt);
   c10::cuda::CUDAGuard guard(anchors.device());
   const auto a = anchors.contiguous();
   const auto g = gt_boxes.contiguous();

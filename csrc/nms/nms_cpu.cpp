@@ -33,17 +33,6 @@ at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou
   return to_index_tensor(keep);
 }
 
-void check_idxs(const at::Tensor& boxes, const at::Tensor& idxs) {
-  TORCH_CHECK_VALUE(idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
-                    "batched_nms: idxs must have shape (", boxes.size(0),
-                    ",) to match boxes; got ", idxs.sizes(), ".");
-  TORCH_CHECK_VALUE(!at::isFloatingType(idxs.scalar_type()) && idxs.scalar_type() != at::kBool,
-                    "batched_nms: idxs must be an integer tensor of category ids; got dtype ",
-                    idxs.scalar_type(), ".");
-  TORCH_CHECK_VALUE(idxs.device() == boxes.device(), "batched_nms: idxs are on ", idxs.device(),
-                    " but boxes on ", boxes.device(), ".");
-}
-
 // Stable grouping of the indices 0..N-1 by category: a counting sort when the ids span a small
 // range, else a stable comparison sort. group_start holds each group's first position, then N.
 void group_by_category(const at::Tensor& categories, std::vector<int64_t>& by_category,
@@ -78,8 +67,7 @@ void group_by_category(const at::Tensor& categories, std::vector<int64_t>& by_ca
 // boxes (in index order) are sorted by their scores, and the boxes kept overall are sorted by score.
 at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                            double iou_threshold) {
-  check_nms_args(boxes, scores, iou_threshold, "batched_nms");
-  check_idxs(boxes, idxs);
+  check_batched_nms_args(boxes, scores, idxs, iou_threshold);
   const int64_t n = boxes.size(0);
   if (n == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
 

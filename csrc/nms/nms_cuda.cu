@@ -123,15 +123,7 @@ at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double io
 
 at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
                             double iou_threshold) {
-  check_nms_args(boxes, scores, iou_threshold, "batched_nms");
-  TORCH_CHECK_VALUE(idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
-                    "batched_nms: idxs must have shape (", boxes.size(0),
-                    ",) to match boxes; got ", idxs.sizes(), ".");
-  TORCH_CHECK_VALUE(!at::isFloatingType(idxs.scalar_type()) && idxs.scalar_type() != at::kBool,
-                    "batched_nms: idxs must be an integer tensor of category ids; got dtype ",
-                    idxs.scalar_type(), ".");
-  TORCH_CHECK_VALUE(idxs.device() == boxes.device(), "batched_nms: idxs are on ", idxs.device(),
-                    " but boxes on ", boxes.device(), ".");
+  check_batched_nms_args(boxes, scores, idxs, iou_threshold);
   c10::cuda::CUDAGuard guard(boxes.device());
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   // Score order (CUDA's sort is stable: ties by index), then grouped by category keeping it.
