@@ -6,7 +6,8 @@ import shutil
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-INSTALL_REQUIRES = ["torchvision>=0.29", "fvcore", "iopath", "pycocotools", "numpy", "pyyaml", "tabulate"]
+INSTALL_REQUIRES = ["torchvision>=0.29", "fvcore", "iopath", "pycocotools", "numpy", "pyyaml", "tabulate",
+                    "tensorboard", "matplotlib"]
 EXTRAS = {"dev": ["pytest", "hypothesis"]}
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "BOX_CODER_REGISTRY",
     "LOSS_REGISTRY",
     "META_ARCH_REGISTRY",
+    "HOOK_REGISTRY",
 ]
 
 
@@ -84,3 +85,5 @@ LOSS_REGISTRY = Registry("LOSS")
 LOSS_REGISTRY.__doc__ = "Classification and box-regression losses."
 META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Whole detectors: list[dict] inputs -> losses or detections."
+HOOK_REGISTRY = Registry("HOOK")
+HOOK_REGISTRY.__doc__ = "Training-loop hooks (HookBase subclasses) named in TRAIN.HOOKS."

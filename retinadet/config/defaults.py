@@ -106,10 +106,47 @@ _C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True  # training: drop images with no u
 _C.DATALOADER.ASPECT_RATIO_GROUPING = True  # training: batch landscape and portrait images separately
 
 _C.SOLVER = CN()
+# Linear scaling rule (Goyal et al. 2017): BASE_LR goes with IMS_PER_BATCH. To train with k times the
+# images per batch, multiply BASE_LR by k and divide MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD and
+# TEST.EVAL_PERIOD by k; REFERENCE_IMS_PER_BATCH > 0 makes setup() do exactly that.
 _C.SOLVER.IMS_PER_BATCH = 16  # training images per iteration, summed over all processes
+_C.SOLVER.REFERENCE_IMS_PER_BATCH = 0  # batch size the solver values are written for (0 = use them as they are)
+_C.SOLVER.BASE_LR = 0.01  # SGD learning rate after warmup (for IMS_PER_BATCH images per iteration)
+_C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+_C.SOLVER.NESTEROV = False  # Nesterov momentum
+_C.SOLVER.WEIGHT_DECAY = 0.0001  # L2 weight decay of conv and linear weights
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0  # weight decay of norm-layer weights and biases
+_C.SOLVER.WEIGHT_DECAY_BIAS = 0.0001  # weight decay of the other biases
+_C.SOLVER.BIAS_LR_FACTOR = 1.0  # LR multiplier of the biases that are not in norm layers
+_C.SOLVER.MAX_ITER = 90000  # number of training iterations
+_C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"  # "WarmupMultiStepLR" (STEPS, GAMMA) or "WarmupCosineLR"
+_C.SOLVER.STEPS = (60000, 80000)  # iterations where the multi-step schedule multiplies the LR by GAMMA
+_C.SOLVER.GAMMA = 0.1  # LR decay factor at each of STEPS
+_C.SOLVER.BASE_LR_END = 0.0  # cosine schedule: the LR reached at MAX_ITER
+_C.SOLVER.WARMUP_METHOD = "linear"  # "linear" (WARMUP_FACTOR -> 1) or "constant" (WARMUP_FACTOR throughout)
+_C.SOLVER.WARMUP_FACTOR = 0.001  # LR multiplier at iteration 0 of the warmup
+_C.SOLVER.WARMUP_ITERS = 1000  # length of the warmup in iterations (0 = none)
+_C.SOLVER.CHECKPOINT_PERIOD = 5000  # save a checkpoint every this many iterations (and at the end)
+_C.SOLVER.MAX_TO_KEEP = 3  # periodic checkpoints kept on disk, newest first (0 = keep all)
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False  # clip gradients before each optimizer step
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"  # "norm": total norm of all gradients; "value": each element
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 10.0  # the maximum norm or absolute value
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0  # p of the p-norm when CLIP_TYPE is "norm"
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False  # mixed precision: float16 + loss scaling on CUDA, bfloat16 on the CPU
+
+# ---------------------------------------------------------------------------- training loop
+_C.TRAIN = CN()
+_C.TRAIN.HOOKS = []  # HOOK_REGISTRY names of extra hooks, run after the default ones in this order
+_C.TRAIN.LOG_PERIOD = 20  # console line, metrics.json and TensorBoard every this many iterations
+_C.TRAIN.LOSS_CURVE = True  # draw OUTPUT_DIR/loss_curve.png from metrics.json at the end of training
 
 _C.TEST = CN()
 _C.TEST.IMS_PER_BATCH = 1  # evaluation images per batch in each process
+_C.TEST.EVAL_PERIOD = 0  # evaluate on DATASETS.TEST every this many iterations (0 = only at the end)
+_C.TEST.VIS_IMAGES = 0  # after training, draw the detections on this many DATASETS.TEST[0] images
+_C.TEST.VIS_SCORE_THRESH = 0.3  # detections drawn in those pictures score above this
 
 # ---------------------------------------------------------------------------- misc
 _C.OUTPUT_DIR = "./output"  # where run artefacts go

@@ -26,7 +26,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Registered name -> (split folder, number of images, seed).
-SHAPES_SPLITS = {"shapes_train": ("train", 1000, 0), "shapes_val": ("val", 200, 1)}
+SHAPES_SPLITS = {
+    "shapes_train": ("train", 1000, 0),
+    "shapes_val": ("val", 200, 1),
+    # Seconds to generate: for configs/quick/ and the end-to-end tests.
+    "shapes_train_tiny": ("train_tiny", 32, 2),
+    "shapes_val_tiny": ("val_tiny", 16, 3),
+}
 _VERSION = 1  # bump when shapes_drawing.py changes, so stale sets on disk are regenerated
 
 

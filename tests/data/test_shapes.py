@@ -237,7 +237,7 @@ def test_register_from_config_uses_datasets_root(tmp_path, isolated_catalog):
         MetadataCatalog.remove(name)
     cfg = get_cfg()
     cfg.DATASETS.ROOT = str(tmp_path)
-    assert shapes.register_shapes_from_config(cfg) == ["shapes_train", "shapes_val"]
+    assert shapes.register_shapes_from_config(cfg) == ["shapes_train", "shapes_val", "shapes_train_tiny", "shapes_val_tiny"]
     assert MetadataCatalog.get("shapes_val").json_file == str(tmp_path / "shapes/val/annotations.json")
 
 

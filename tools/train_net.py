@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""Train a detector from a config and evaluate it, or evaluate saved weights with --eval-only.
+
+    python tools/train_net.py --config-file configs/shapes/retinanet_R_18_FPN.yaml [--resume] [KEY VALUE ...]
+
+Leaves in OUTPUT_DIR: config.yaml, log.txt, metrics.json, TensorBoard events, checkpoints
+(model_XXXXXXX.pth, model_final.pth, last_checkpoint), loss_curve.png, inference/<data set>/ and
+pictures/ (with TEST.VIS_IMAGES > 0).
+"""
+import sys
+
+from retinadet.checkpoint.checkpointer import DetectionCheckpointer
+from retinadet.engine import DefaultTrainer, default_argument_parser, launch, setup
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = DefaultTrainer.build_model(cfg)
+        DetectionCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return DefaultTrainer.test(cfg, model)
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def invoke_main(argv=None) -> int:
+    args = default_argument_parser(__doc__.splitlines()[0]).parse_args(argv)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(invoke_main())
