@@ -27,7 +27,7 @@ _C.MODEL.RESNETS.NORM = "FrozenBN"  # norm layer: FrozenBN, BN, SyncBN or GN
 _C.MODEL.RESNETS.NUM_GROUPS_GN = 32  # number of groups when NORM is GN
 _C.MODEL.RESNETS.STRIDE_IN_1X1 = False  # bottleneck stride on the 1x1 conv (MSRA/detectron2) not the 3x3
 _C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64  # channels of the 7x7 stem conv
-_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256  # res2 output channels for bottleneck nets (64 for basic blocks)
+_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 0  # res2 output channels, doubled per stage (0 = standard: 256 bottleneck, 64 basic)
 
 _C.MODEL.NECK = CN()
 _C.MODEL.NECK.NAME = "FPN"  # NECK_REGISTRY name

@@ -20,7 +20,7 @@ from retinadet.utils import comm
 from .defaults import build_default_hooks, default_writers
 from .train_loop import SimpleTrainer
 
-__all__ = ["DefaultTrainer", "build_evaluator", "create_ddp_model"]
+__all__ = ["DefaultTrainer", "build_evaluator", "create_ddp_model", "prepare_generated_datasets"]
 
 logger = logging.getLogger("retinadet.engine")
 
@@ -48,6 +48,22 @@ def build_evaluator(cfg: CfgNode, dataset_name: str):
     return COCOEvaluator(**COCOEvaluator.from_config(cfg, dataset_name))
 
 
+def prepare_generated_datasets(cfg: CfgNode) -> None:
+    """Write the embedded shapes splits named in DATASETS.TRAIN / TEST from the main process while the
+    others wait, so several processes never generate the same files at once."""
+    from retinadet.data import DatasetCatalog, register_builtin_datasets
+    from retinadet.data.shapes import SHAPES_SPLITS
+
+    register_builtin_datasets(cfg)
+    if comm.get_world_size() == 1:
+        return
+    if comm.is_main_process():
+        for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+            if name in SHAPES_SPLITS:
+                DatasetCatalog.get(name)
+    comm.synchronize()
+
+
 def _print_results(results: Dict[str, Any]) -> None:
     for dataset_name, tasks in results.items():
         for task, metrics in tasks.items():
@@ -73,6 +89,7 @@ class DefaultTrainer(SimpleTrainer):
 
     def __init__(self, cfg: CfgNode) -> None:
         self.cfg = cfg
+        prepare_generated_datasets(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)

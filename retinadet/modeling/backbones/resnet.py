@@ -154,8 +154,9 @@ class ResNet(nn.Module):
             Frozen parameters stop requiring grad and their batch norms become FrozenBatchNorm2d.
         stride_in_1x1: bottleneck stride on the 1x1 conv1 (MSRA) instead of the 3x3 conv2.
         stem_out_channels: channels of the 7x7 stride-2 stem conv.
-        res2_out_channels: res2 output channels of bottleneck nets (basic-block nets use 64);
-            bottleneck width is a quarter of it at res2, and channels double every stage.
+        res2_out_channels: res2 output channels; 0 = the standard width (256 for bottleneck nets, 64
+            for basic-block nets). The bottleneck width is a quarter of it at res2, and channels
+            double every stage.
         weights: path of a torchvision ImageNet ResNet state dict (.pth) to load; "" for none.
     """
 
@@ -170,7 +171,7 @@ class ResNet(nn.Module):
         freeze_at: int = 0,
         stride_in_1x1: bool = False,
         stem_out_channels: int = 64,
-        res2_out_channels: int = 256,
+        res2_out_channels: int = 0,
         weights: str = "",
     ):
         super().__init__()
@@ -186,7 +187,7 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         c_in = stem_out_channels
-        c_out = res2_out_channels if bottleneck else 64
+        c_out = res2_out_channels or (256 if bottleneck else 64)
         self._channels: Dict[str, int] = {}
         for i in range(num_stages):
             blocks = []
@@ -236,10 +237,11 @@ class ResNet(nn.Module):
                 f"ResNet freeze_at={freeze_at!r} (MODEL.BACKBONE.FREEZE_AT) must be an int in "
                 "0..5: 0 nothing, 1 the stem, k >= 2 the stem and res2..res{k}."
             )
-        if _ARCHS[depth][0] and res2_out_channels % 4 != 0:
+        if res2_out_channels < 0 or (_ARCHS[depth][0] and res2_out_channels % 4 != 0):
             raise ValueError(
                 f"ResNet res2_out_channels={res2_out_channels} (MODEL.RESNETS.RES2_OUT_CHANNELS) "
-                "must be divisible by 4: the bottleneck width is a quarter of it."
+                "must be 0 (the standard width) or positive, and divisible by 4 for bottleneck nets "
+                "(their bottleneck width is a quarter of it)."
             )
 
     @classmethod

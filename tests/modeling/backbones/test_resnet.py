@@ -189,3 +189,20 @@ def test_build_from_registry_with_config():
     # Default FREEZE_AT = 2: stem and res2 frozen, res3 trainable.
     assert not model.layer1[0].conv1.weight.requires_grad
     assert model.layer2[0].conv1.weight.requires_grad
+
+
+@pytest.mark.parametrize("depth, width, expected", [
+    (18, 0, [64, 128, 256, 512]),        # the standard basic-block widths
+    (18, 32, [32, 64, 128, 256]),        # a half-width ResNet-18: every stage halves
+    (50, 0, [256, 512, 1024, 2048]),     # the standard bottleneck widths
+    (50, 128, [128, 256, 512, 1024]),
+])
+def test_res2_out_channels_sets_every_stage_width(depth, width, expected):
+    net = ResNet(depth=depth, out_features=["res2", "res3", "res4", "res5"], freeze_at=0, norm="BN",
+                 res2_out_channels=width)
+    shapes = net.output_shape()
+    assert [shapes[f].channels for f in ("res2", "res3", "res4", "res5")] == expected
+    out = net(torch.zeros(1, 3, 64, 64))
+    assert [out[f].shape[1] for f in ("res2", "res3", "res4", "res5")] == expected
+    with pytest.raises(ValueError, match="RES2_OUT_CHANNELS"):
+        ResNet(depth=depth, out_features=["res5"], res2_out_channels=-8)
