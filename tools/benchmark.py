@@ -8,9 +8,9 @@ Tasks:
 - train: the model and optimizer built as DefaultTrainer builds them (random initial weights), then
   ``--warmup`` untimed and ``--iters`` timed steps: forward, sum of the ``loss_*`` terms, backward,
   optimizer step. The optimizer runs at learning rate 0 (as detectron2's benchmark does): it does
-  all its arithmetic, but a random model cannot diverge to NaNs between steps. The batch holds SOLVER.IMS_PER_BATCH images (override it like any
-  key, e.g. ``SOLVER.IMS_PER_BATCH 2``: the config's value is for all processes of a multi-GPU run).
-  AMP and gradient clipping are not applied.
+  all its arithmetic, but a random model cannot diverge to NaNs between steps. The batch holds
+  SOLVER.IMS_PER_BATCH images (override it like any key, e.g. ``SOLVER.IMS_PER_BATCH 2``: the
+  config's value is for all processes of a multi-GPU run). AMP and gradient clipping are not applied.
 - eval: the model (with MODEL.WEIGHTS when set) in eval mode under no_grad, batches of
   TEST.IMS_PER_BATCH images. With random weights the number of scores above the threshold, and so
   the post-processing work, is not a trained model's; the output gives the detections per image.
@@ -535,7 +535,8 @@ def markdown(report: Dict[str, Any]) -> str:
             "| data set | images/batch | batches/s | images/s | s/batch median (IQR) | peak RSS MiB (main process) |",
             "|---|---:|---:|---:|---:|---:|",
             f"| {', '.join(report['datasets'])} | {d['images_per_batch']:.1f} | {d['batches_per_s']:.2f} "
-            f"| {d['images_per_s']:.2f} | {d['s_per_batch']:.4f} ({low:.4f}-{high:.4f}) | {_mib(d['peak_memory_mib'])} |",
+            f"| {d['images_per_s']:.2f} | {d['s_per_batch']:.4f} ({low:.4f}-{high:.4f}) "
+            f"| {_mib(d['peak_memory_mib'])} |",
         ]
         return "\n".join(lines)
     lines += [
@@ -545,7 +546,9 @@ def markdown(report: Dict[str, Any]) -> str:
     ]
     for name, f in report["models"].items():
         low, high = f["s_per_iteration_iqr"]
-        label = f"ours ({os.path.basename(report['config_file'])})" if name == "ours" else "torchvision retinanet_resnet50_fpn"
+        label = "torchvision retinanet_resnet50_fpn"
+        if name == "ours":
+            label = f"ours ({os.path.basename(report['config_file'])})"
         lines.append(
             f"| {label} | {f['images_per_iteration']:.0f} | {f['iterations_per_s']:.3f} | {f['images_per_s']:.3f} "
             f"| {f['s_per_iteration']:.3f} ({low:.3f}-{high:.3f}) | {f['s_per_image']:.3f} "

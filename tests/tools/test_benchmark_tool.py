@@ -153,7 +153,8 @@ def test_torchvision_model_is_set_up_like_ours():
     ours = DefaultTrainer.build_model(cfg)
 
     def counts(model):
-        return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
+        params = list(model.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
     assert counts(reference) == counts(ours)
     body = reference.model.backbone.body
@@ -171,9 +172,9 @@ def test_torchvision_model_is_set_up_like_ours():
 
 def test_torchvision_images_are_rgb_floats():
     # A BGR config (COCO) feeds B=0, G=51, R=255; torchvision gets R, G, B scaled to 0-1: 1.0, 0.2, 0.0.
-    image = torch.tensor([0, 51, 255], dtype=torch.uint8).view(3, 1, 1).expand(3, 2, 4)
-    assert benchmark.torchvision_images([{"image": image}], bgr=True)[0][:, 1, 3].tolist() == pytest.approx([1.0, 0.2, 0.0])
-    assert benchmark.torchvision_images([{"image": image}], bgr=False)[0][:, 0, 0].tolist() == pytest.approx([0.0, 0.2, 1.0])
+    batch = [{"image": torch.tensor([0, 51, 255], dtype=torch.uint8).view(3, 1, 1).expand(3, 2, 4)}]
+    assert benchmark.torchvision_images(batch, bgr=True)[0][:, 1, 3].tolist() == pytest.approx([1.0, 0.2, 0.0])
+    assert benchmark.torchvision_images(batch, bgr=False)[0][:, 0, 0].tolist() == pytest.approx([0.0, 0.2, 1.0])
 
 
 def test_mixed_image_sizes_are_refused_for_the_comparison():
@@ -214,7 +215,8 @@ def test_quartiles():
         (["--config-file", "configs/nope.yaml", "--task", "train"], "'configs/nope.yaml' does not exist"),
         (["--config-file", QUICK, "--task", "train", "MODEL.RETINANET.NUM_CLASSE", "5"],
          "Did you mean 'MODEL.RETINANET.NUM_CLASSES'"),
-        (["--config-file", QUICK, "--task", "train", "--compare-torchvision"], "this config has RetinaNet, ResNet, 18, FPN"),
+        (["--config-file", QUICK, "--task", "train", "--compare-torchvision"],
+         "this config has RetinaNet, ResNet, 18, FPN"),
         (["--config-file", COCO, "--task", "data", "--compare-torchvision"], "applies to --task train and --task eval"),
         (["--config-file", QUICK, "--task", "data"], "needs the data sets of DATASETS.TRAIN, but it is []"),
         (["--config-file", QUICK, "--task", "eval", "--input", "dataset"], "DATASETS.TEST, but it is []"),
