@@ -16,6 +16,9 @@ __all__ = [
     "LOSS_REGISTRY",
     "META_ARCH_REGISTRY",
     "HOOK_REGISTRY",
+    "PROPOSAL_GENERATOR_REGISTRY",
+    "ROI_HEAD_REGISTRY",
+    "SAMPLER_REGISTRY",
 ]
 
 
@@ -87,3 +90,9 @@ META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Whole detectors: list[dict] inputs -> losses or detections."
 HOOK_REGISTRY = Registry("HOOK")
 HOOK_REGISTRY.__doc__ = "Training-loop hooks (HookBase subclasses) named in TRAIN.HOOKS."
+PROPOSAL_GENERATOR_REGISTRY = Registry("PROPOSAL_GENERATOR")
+PROPOSAL_GENERATOR_REGISTRY.__doc__ = "Proposal generators (e.g. RPN): pyramid features -> boxes per image."
+ROI_HEAD_REGISTRY = Registry("ROI_HEAD")
+ROI_HEAD_REGISTRY.__doc__ = "Region heads: pyramid features + proposals -> losses or detections."
+SAMPLER_REGISTRY = Registry("SAMPLER")
+SAMPLER_REGISTRY.__doc__ = "Training-example samplers: matched labels -> the examples that enter the class loss."

@@ -1,12 +1,12 @@
 """Anchor matching and the dense detection losses of one batch, before normalisation."""
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..matchers import IGNORE, POSITIVE
 
-__all__ = ["match_anchors", "dense_detection_losses"]
+__all__ = ["match_anchors", "dense_detection_losses", "per_anchor_cls_losses", "sample_anchors"]
 
 
 def match_anchors(
@@ -131,6 +131,87 @@ def _box_loss_sums(
     return sums
 
 
+@torch.no_grad()
+def per_anchor_cls_losses(logits: Tensor, gt_classes: Tensor, cls_loss) -> Tensor:
+    """Class loss of every anchor, summed over its K classes: ``(N, R)``, without gradient.
+
+    Args:
+        logits: (N, R, K); gt_classes: (N, R) int64, ``K`` for not POSITIVE (as match_anchors gives);
+        cls_loss: a module summing its loss over ``(M, K)`` logits and targets, made of batched tensor
+            operations (it is mapped over rows with ``torch.func.vmap``, one row per call).
+    """
+    num_images, num_anchors, num_classes = logits.shape
+    flat_logits = logits.detach().reshape(-1, num_classes)
+    flat_classes = gt_classes.reshape(-1)
+    per_row = torch.func.vmap(lambda x, t: cls_loss(x.unsqueeze(0), t.unsqueeze(0)))
+    chunk = flat_logits.shape[0]
+    if logits.device.type == "cpu":  # cache-sized pieces, as for the training loss
+        chunk = _CPU_CHUNK_ELEMENTS // max(num_classes, 1)
+    chunk = max(chunk, 1)
+    try:
+        losses = [
+            per_row(x, _class_targets(c, num_classes, x.dtype))
+            for x, c in zip(flat_logits.split(chunk), flat_classes.split(chunk))
+        ]
+    except RuntimeError as e:
+        raise RuntimeError(
+            f"The class loss {type(cls_loss).__name__} (MODEL.CLS_LOSS.NAME) could not be computed per "
+            f"anchor with torch.func.vmap, as a sampler that needs losses (e.g. OHEMSampler) requires; "
+            f"it must avoid control flow on tensor values. Cause: {e}"
+        ) from e
+    if not losses:
+        return logits.new_zeros((num_images, num_anchors))
+    return torch.cat(losses).reshape(num_images, num_anchors)
+
+
+def sample_anchors(
+    sampler,
+    match_labels: Tensor,
+    logits: Tensor,
+    deltas: Tensor,
+    anchors: Tensor,
+    gt_classes: Tensor,
+    box_coder,
+    cls_loss,
+) -> Tensor:
+    """Rows of the flattened batch (image i, anchor j -> i * R + j) that ``sampler`` picks, image by image.
+
+    ``sampler(match_labels (R,), losses, boxes) -> (positive_idx, negative_idx)`` is called per image;
+    when its ``needs_losses`` attribute is true, ``losses (R,)`` is each anchor's class loss (summed
+    over K) and ``boxes (R, 4)`` xyxy its predicted box (``deltas`` decoded on ``anchors``), both
+    computed without gradient; otherwise both are None.
+
+    Args:
+        match_labels: (N, R); logits: (N, R, K); deltas: (N, R, 4); anchors: (R, 4) xyxy;
+        gt_classes: (N, R) as match_anchors gives.
+
+    Returns:
+        (S,) int64 row indices: each image's foreground picks, then its background picks.
+    """
+    num_anchors = anchors.shape[0]
+    needs_losses = bool(getattr(sampler, "needs_losses", False))
+    if needs_losses:
+        losses = per_anchor_cls_losses(logits, gt_classes, cls_loss)
+    rows = []
+    for i, labels in enumerate(match_labels):
+        image_losses = image_boxes = None
+        if needs_losses:
+            image_losses = losses[i]
+            with torch.no_grad():
+                image_boxes = box_coder.decode(deltas[i].detach(), anchors)
+        pos, neg = sampler(labels, image_losses, image_boxes)
+        rows.append(torch.cat((pos, neg)) + i * num_anchors)
+    return torch.cat(rows)
+
+
+def _sampled_cls_loss(logits: Tensor, gt_classes: Tensor, rows: Tensor, cls_loss) -> Tensor:
+    """``cls_loss`` over the sampled ``rows`` of the flattened batch, divided by their number (at least 1)."""
+    num_classes = logits.shape[-1]
+    x = logits.reshape(-1, num_classes).index_select(0, rows)
+    classes = gt_classes.reshape(-1).index_select(0, rows)
+    return cls_loss(x, _class_targets(classes, num_classes, x.dtype)) / max(rows.numel(), 1)
+
+
 def dense_detection_losses(
     logits: Tensor,
     deltas: Tensor,
@@ -141,6 +222,7 @@ def dense_detection_losses(
     cls_loss,
     box_loss,
     normalize_per_image: bool,
+    sampler: Optional[object] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Classification and box losses of a batch.
 
@@ -148,19 +230,31 @@ def dense_detection_losses(
         logits: (N, R, K); deltas: (N, R, 4); anchors: (R, 4) xyxy; targets: per image dicts.
         normalize_per_image: divide each image's losses by its foreground count (at least 1) and
             average over images (torchvision); otherwise return plain sums.
+        sampler: None (the class loss covers every non-ignored anchor, treated as the box loss is),
+            or a sampler (samplers/): the class loss is then the mean, over the anchors it samples in
+            the whole batch, of their loss summed over K; it needs no further normalisation, whatever
+            ``normalize_per_image``. The box loss does not depend on the sampler.
 
     Returns:
         loss_cls, loss_box (scalars) and the number of foreground anchors in the batch.
     """
     match_labels, gt_classes, matched_boxes = match_anchors(anchors, targets, matcher, logits.shape[-1])
-    groups = logits.shape[0] if normalize_per_image else 1
-    cls_sums = _cls_loss_sums(logits, match_labels, gt_classes, cls_loss, groups)
+    num_images = logits.shape[0]
+    groups = num_images if normalize_per_image else 1
+    if sampler is None:
+        cls_sums = _cls_loss_sums(logits, match_labels, gt_classes, cls_loss, groups)
+    else:
+        rows = sample_anchors(sampler, match_labels, logits, deltas, anchors, gt_classes, box_coder, cls_loss)
+        loss_cls = _sampled_cls_loss(logits, gt_classes, rows, cls_loss)
     box_sums = _box_loss_sums(deltas, anchors, match_labels, matched_boxes, box_coder, box_loss, groups)
     pos_per_image = (match_labels == POSITIVE).sum(dim=1)
     num_pos = pos_per_image.sum()
     if not normalize_per_image:
-        return cls_sums[0], box_sums[0], num_pos
+        if sampler is None:
+            loss_cls = cls_sums[0]
+        return loss_cls, box_sums[0], num_pos
     counts = pos_per_image.clamp(min=1)
-    loss_cls = sum(c / n for c, n in zip(cls_sums, counts)) / logits.shape[0]
-    loss_box = sum(b / n for b, n in zip(box_sums, counts)) / logits.shape[0]
+    if sampler is None:
+        loss_cls = sum(c / n for c, n in zip(cls_sums, counts)) / num_images
+    loss_box = sum(b / n for b, n in zip(box_sums, counts)) / num_images
     return loss_cls, loss_box, num_pos

@@ -13,6 +13,7 @@ from ...registry import (
     MATCHER_REGISTRY,
     META_ARCH_REGISTRY,
     NECK_REGISTRY,
+    SAMPLER_REGISTRY,
 )
 from ...structures import ImageList
 from ..build import build
@@ -31,6 +32,10 @@ class RetinaNet(nn.Module):
     order; training adds "boxes" (N, 4) xyxy and "labels" (N,) in [0, K); optional "height" and
     "width" give the size to report detections in. Training returns {"loss_cls", "loss_box_reg"};
     inference returns [{"boxes" (D, 4) xyxy, "scores" (D,), "labels" (D,)}] per image.
+
+    ``sampler`` (optional, samplers/): train the class loss on the anchors it samples per image
+    (e.g. 1:3 random sampling or OHEM, the paper's Table 1d) instead of on every non-ignored
+    anchor; that loss is then their mean, not divided by the foreground count.
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class RetinaNet(nn.Module):
         topk_candidates: int = 1000,
         nms_thresh: float = 0.5,
         detections_per_image: int = 100,
+        sampler: Optional[nn.Module] = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -64,6 +70,7 @@ class RetinaNet(nn.Module):
         self.box_coder = box_coder
         self.cls_loss = cls_loss
         self.box_loss = box_loss
+        self.sampler = sampler
         self.num_classes = num_classes
         self.head_in_features = list(head_in_features)
         self.normalize_per_image = normalize_per_image
@@ -102,6 +109,9 @@ class RetinaNet(nn.Module):
             input_shape=level_shapes, num_anchors=anchor_generator.num_anchors,
         )
         rn = cfg.MODEL.RETINANET
+        sampler = None
+        if rn.SAMPLER.NAME:
+            sampler = build(SAMPLER_REGISTRY, rn.SAMPLER.NAME, cfg, sampler_cfg=rn.SAMPLER)
         return {
             "backbone": backbone,
             "neck": neck,
@@ -121,6 +131,7 @@ class RetinaNet(nn.Module):
             "topk_candidates": rn.TOPK_CANDIDATES_TEST,
             "nms_thresh": rn.NMS_THRESH_TEST,
             "detections_per_image": rn.DETECTIONS_PER_IMAGE,
+            "sampler": sampler,
         }
 
     @property
@@ -166,15 +177,19 @@ class RetinaNet(nn.Module):
 
         Both are divided by the number of foreground anchors: of the batch, smoothed by an EMA when
         ``loss_normalizer_momentum`` > 0 (detectron2), or of each image then averaged
-        (``normalize_per_image``, torchvision).
+        (``normalize_per_image``, torchvision). With a sampler the class loss is instead the mean
+        over the anchors sampled in the batch; the box loss is unchanged.
         """
         loss_cls, loss_box, num_pos = dense_detection_losses(
             torch.cat(logits, dim=1), torch.cat(deltas, dim=1), torch.cat(anchors), targets,
             self.matcher, self.box_coder, self.cls_loss, self.box_loss, self.normalize_per_image,
+            sampler=self.sampler,
         )
         if self.normalize_per_image:
             return {"loss_cls": loss_cls, "loss_box_reg": loss_box}
         normalizer = self._update_normalizer(num_pos)
+        if self.sampler is not None:
+            return {"loss_cls": loss_cls, "loss_box_reg": loss_box / normalizer}
         return {"loss_cls": loss_cls / normalizer, "loss_box_reg": loss_box / normalizer}
 
     @torch.no_grad()
