@@ -37,7 +37,8 @@ _C.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]  # backbone features given l
 _C.MODEL.FPN.OUT_CHANNELS = 256  # channels of every pyramid level
 _C.MODEL.FPN.NORM = ""  # norm after lateral/output convs: "" (none) or GN
 _C.MODEL.FPN.TOP_BLOCK_IN_FEATURE = "res5"  # P6 input: "res5" (C5, paper/detectron2) or "p5" (torchvision)
-_C.MODEL.FPN.NUM_TOP_LEVELS = 2  # extra levels above the top input (P6, P7), each a 3x3 stride-2 conv
+_C.MODEL.FPN.NUM_TOP_LEVELS = 2  # extra levels above the top input (P6, P7)
+_C.MODEL.FPN.TOP_BLOCK = "conv"  # top levels: "conv" (3x3 stride 2, RetinaNet) or "maxpool" (P5 subsampled, R-CNN)
 
 _C.MODEL.ANCHOR_GENERATOR = CN()
 _C.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"  # ANCHOR_GENERATOR_REGISTRY name
@@ -83,6 +84,69 @@ _C.MODEL.RETINANET.SCORE_THRESH_TEST = 0.05  # inference: drop scores at or belo
 _C.MODEL.RETINANET.TOPK_CANDIDATES_TEST = 1000  # inference: best candidates kept per level before NMS
 _C.MODEL.RETINANET.NMS_THRESH_TEST = 0.5  # inference: IoU threshold of the class-aware NMS
 _C.MODEL.RETINANET.DETECTIONS_PER_IMAGE = 100  # inference: detections kept per image after NMS
+# Sampling heuristics RetinaNet can train with instead of using every anchor (the paper's Table 1d):
+# NAME "" keeps every non-ignored anchor in the class loss (the focal loss's way, summed and divided by
+# the foreground count); with a sampler the class loss is the mean over the sampled anchors.
+_C.MODEL.RETINANET.SAMPLER = CN()
+_C.MODEL.RETINANET.SAMPLER.NAME = ""  # SAMPLER_REGISTRY name ("" = no sampling), e.g. BalancedRandomSampler, OHEMSampler
+_C.MODEL.RETINANET.SAMPLER.BATCH_SIZE_PER_IMAGE = 256  # anchors sampled per image
+_C.MODEL.RETINANET.SAMPLER.POSITIVE_FRACTION = 0.25  # most foreground share of the sample (< 0 = no ratio, OHEMSampler)
+_C.MODEL.RETINANET.SAMPLER.NMS_THRESH = 0.5  # IoU of the NMS over the anchors' predicted boxes, by loss (OHEMSampler only)
+
+# ---------------------------------------------------------------------------- two-stage (Faster R-CNN)
+_C.MODEL.PROPOSAL_GENERATOR = CN()
+_C.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"  # PROPOSAL_GENERATOR_REGISTRY name
+
+_C.MODEL.RPN = CN()
+_C.MODEL.RPN.HEAD_NAME = "StandardRPNHead"  # HEAD_REGISTRY name of the objectness + deltas head
+_C.MODEL.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]  # neck features the RPN and its anchors use
+_C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]  # IoU boundaries between the IOU_LABELS intervals
+_C.MODEL.RPN.IOU_LABELS = ["NEGATIVE", "IGNORE", "POSITIVE"]  # matcher label of each IoU interval
+_C.MODEL.RPN.ALLOW_LOW_QUALITY_MATCHES = True  # each gt's best anchors are positive even below 0.7
+_C.MODEL.RPN.SAMPLER = CN()
+_C.MODEL.RPN.SAMPLER.NAME = "BalancedRandomSampler"  # SAMPLER_REGISTRY name
+_C.MODEL.RPN.SAMPLER.BATCH_SIZE_PER_IMAGE = 256  # anchors sampled per image for the RPN losses
+_C.MODEL.RPN.SAMPLER.POSITIVE_FRACTION = 0.5  # most foreground share of those anchors
+_C.MODEL.RPN.SAMPLER.NMS_THRESH = 0.7  # OHEMSampler only
+_C.MODEL.RPN.BBOX_REG_WEIGHTS = [1.0, 1.0, 1.0, 1.0]  # box coder multipliers of (dx, dy, dw, dh)
+_C.MODEL.RPN.SMOOTH_L1_BETA = 0.0  # box loss: smooth L1 transition point (0 = L1, detectron2; 1/9 torchvision)
+_C.MODEL.RPN.LOSS_WEIGHT = 1.0  # multiplier of both RPN losses
+_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000  # training: best-scoring anchors kept per level before NMS
+_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000  # inference: best-scoring anchors kept per level before NMS
+_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000  # training: proposals kept per image after NMS
+_C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000  # inference: proposals kept per image after NMS
+_C.MODEL.RPN.NMS_THRESH = 0.7  # IoU threshold of the per-level proposal NMS
+_C.MODEL.RPN.MIN_SIZE = 0.0  # proposals with a side below this (pixels), or empty, are dropped (1e-3 torchvision)
+
+_C.MODEL.ROI_HEADS = CN()
+_C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"  # ROI_HEAD_REGISTRY name
+_C.MODEL.ROI_HEADS.NUM_CLASSES = 80  # object classes K; the classifier has K + 1 outputs, background last
+_C.MODEL.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]  # neck features the ROIs are pooled from
+_C.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.5]  # proposal IoU boundaries between the IOU_LABELS intervals
+_C.MODEL.ROI_HEADS.IOU_LABELS = ["NEGATIVE", "POSITIVE"]  # matcher label of each IoU interval
+_C.MODEL.ROI_HEADS.SAMPLER = CN()
+_C.MODEL.ROI_HEADS.SAMPLER.NAME = "BalancedRandomSampler"  # SAMPLER_REGISTRY name
+_C.MODEL.ROI_HEADS.SAMPLER.BATCH_SIZE_PER_IMAGE = 512  # proposals sampled per image for the box head losses
+_C.MODEL.ROI_HEADS.SAMPLER.POSITIVE_FRACTION = 0.25  # most foreground share of them (1:3)
+_C.MODEL.ROI_HEADS.SAMPLER.NMS_THRESH = 0.7  # OHEMSampler only
+_C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True  # training: the gt boxes join the proposals
+_C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05  # inference: drop class scores at or below this
+_C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5  # inference: IoU threshold of the class-aware NMS
+_C.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 100  # inference: detections kept per image
+_C.MODEL.ROI_HEADS.MIN_BOX_SIZE_TEST = 0.0  # inference: detections with a side below this are dropped (1e-2 torchvision)
+
+_C.MODEL.ROI_BOX_HEAD = CN()
+_C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNFCHead"  # HEAD_REGISTRY name of the pooled-feature head
+_C.MODEL.ROI_BOX_HEAD.NUM_FC = 2  # fully connected layers (+ ReLU) after pooling
+_C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024  # width of those layers
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7  # ROIAlign output size (square)
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0  # ROIAlign samples per bin side (0 = adaptive; torchvision 2)
+_C.MODEL.ROI_BOX_HEAD.POOLER_ALIGNED = True  # ROIAlign half-pixel offset (detectron2 ROIAlignV2; torchvision False)
+_C.MODEL.ROI_BOX_HEAD.CANONICAL_BOX_SIZE = 224  # box size (sqrt of area) pooled from CANONICAL_LEVEL
+_C.MODEL.ROI_BOX_HEAD.CANONICAL_LEVEL = 4  # pyramid level of that canonical size (FPN paper, eq. 1)
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = [10.0, 10.0, 5.0, 5.0]  # box coder multipliers of (dx, dy, dw, dh)
+_C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 0.0  # box loss: smooth L1 transition point (0 = L1, detectron2; 1/9 torchvision)
+_C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False  # one box per ROI instead of one per class
 
 # ---------------------------------------------------------------------------- input
 _C.INPUT = CN()

@@ -1,4 +1,5 @@
 """Whole detectors, registered in META_ARCH_REGISTRY."""
+from .rcnn import GeneralizedRCNN
 from .retinanet import RetinaNet
 
-__all__ = ["RetinaNet"]
+__all__ = ["GeneralizedRCNN", "RetinaNet"]

@@ -1,4 +1,5 @@
-"""Feature Pyramid Network (Lin et al. 2017) with the extra P6/P7 levels used by RetinaNet."""
+"""Feature Pyramid Network (Lin et al. 2017) with extra top levels: RetinaNet's P6/P7 convs or
+Faster R-CNN's max-pooled P6."""
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -10,7 +11,11 @@ from ...registry import NECK_REGISTRY
 from ..norm import get_norm
 from ..shape_spec import ShapeSpec
 
-__all__ = ["FPN"]
+__all__ = ["FPN", "TOP_BLOCKS"]
+
+# How each level above the top input is made: "conv" = 3x3 stride-2 conv (RetinaNet's P6/P7),
+# "maxpool" = 1x1 stride-2 max-pool, i.e. every other pixel (the FPN paper's P6 for the RPN).
+TOP_BLOCKS = ("conv", "maxpool")
 
 
 def _level_name(stride: int, source: str) -> str:
@@ -38,9 +43,13 @@ class FPN(nn.Module):
     For in_features res3..res5 (strides 8, 16, 32) and two top levels, forward returns
     {"p3": (N, C, H/8, W/8), "p4": (N, C, H/16, W/16), "p5": (N, C, H/32, W/32),
     "p6": (N, C, H/64, W/64), "p7": (N, C, H/128, W/128)} (sizes rounded up), C = out_channels.
-    P6 is a 3x3 stride-2 conv on the top backbone feature (C5, as in the paper and detectron2)
-    or on the top pyramid output (P5, as in torchvision); each later top level applies a 3x3
-    stride-2 conv to ReLU of the level below it.
+
+    ``top_block`` "conv" (RetinaNet): P6 is a 3x3 stride-2 conv on the top backbone feature (C5,
+    as in the paper and detectron2) or on the top pyramid output (P5, as in torchvision); each
+    later top level applies a 3x3 stride-2 conv to ReLU of the level below it.
+    ``top_block`` "maxpool" (Faster R-CNN): each top level is ``max_pool2d(kernel 1, stride 2)``
+    of the level below, starting from the top pyramid output (torchvision's LastLevelMaxPool and
+    detectron2's); it has no parameters.
 
     Args:
         input_shape: backbone output shapes by name (e.g. from ``backbone.output_shape()``).
@@ -51,6 +60,7 @@ class FPN(nn.Module):
         top_block_in_feature: input of the first top level: the last of ``in_features``
             (e.g. "res5") or the pyramid output at its stride (e.g. "p5").
         num_top_levels: extra levels above the top input (0 for none).
+        top_block: how those levels are made: "conv" or "maxpool" (see above).
     """
 
     def __init__(
@@ -61,6 +71,7 @@ class FPN(nn.Module):
         norm: str = "",
         top_block_in_feature: str = "res5",
         num_top_levels: int = 2,
+        top_block: str = "conv",
     ):
         super().__init__()
         in_features = list(in_features)
@@ -75,8 +86,17 @@ class FPN(nn.Module):
                 f"{in_features}: use '{in_features[-1]}' (top backbone feature, paper/detectron2) "
                 f"or '{names[-1]}' (top pyramid output, torchvision)."
             )
+        if top_block not in TOP_BLOCKS:
+            raise ValueError(f"FPN top_block = {top_block!r} (MODEL.FPN.TOP_BLOCK) must be one of {TOP_BLOCKS}.")
+        if top_block == "maxpool" and num_top_levels > 0 and top_block_in_feature != names[-1]:
+            raise ValueError(
+                f"FPN top_block 'maxpool' subsamples the top pyramid output, so top_block_in_feature "
+                f"(MODEL.FPN.TOP_BLOCK_IN_FEATURE) must be '{names[-1]}'; got '{top_block_in_feature}'."
+            )
         self.in_features = in_features
         self.top_block_in_feature = top_block_in_feature
+        self.top_block = top_block
+        self.num_top_levels = num_top_levels
         self.size_divisibility = max(in_strides)
 
         use_bias = norm == ""
@@ -100,7 +120,7 @@ class FPN(nn.Module):
             else out_channels
         )
         self.top_convs = nn.ModuleList()
-        for i in range(num_top_levels):
+        for i in range(num_top_levels if top_block == "conv" else 0):
             self.top_convs.append(
                 nn.Conv2d(top_in_channels if i == 0 else out_channels, out_channels, 3, 2, 1)
             )
@@ -123,6 +143,7 @@ class FPN(nn.Module):
             "norm": cfg.MODEL.FPN.NORM,
             "top_block_in_feature": cfg.MODEL.FPN.TOP_BLOCK_IN_FEATURE,
             "num_top_levels": cfg.MODEL.FPN.NUM_TOP_LEVELS,
+            "top_block": cfg.MODEL.FPN.TOP_BLOCK,
         }
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
@@ -150,8 +171,12 @@ class FPN(nn.Module):
             outputs.insert(0, self._output(i, merged))
 
         top: Optional[Tensor] = None
-        if len(self.top_convs) > 0:
+        if self.num_top_levels > 0:
             top = inputs[-1] if self.top_block_in_feature == self.in_features[-1] else outputs[-1]
+        if self.top_block == "maxpool":
+            for _ in range(self.num_top_levels):
+                top = F.max_pool2d(top, kernel_size=1, stride=2, padding=0)
+                outputs.append(top)
         for i, conv in enumerate(self.top_convs):
             top = conv(top if i == 0 else F.relu(top))
             outputs.append(top)
