@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Convert torchvision or detectron2 RetinaNet weights to a retinadet checkpoint file."""
+"""Convert torchvision (RetinaNet, Faster R-CNN, ResNet) or detectron2 RetinaNet weights to a retinadet
+checkpoint file."""
 import argparse
 import os
 import sys
@@ -10,7 +11,7 @@ if TYPE_CHECKING:
 
 # --source value -> key layouts of retinadet.checkpoint.detect_format() that it accepts.
 SOURCE_LAYOUTS: Dict[str, List[str]] = {
-    "torchvision": ["torchvision", "torchvision_resnet"],
+    "torchvision": ["torchvision", "torchvision_faster_rcnn", "torchvision_resnet"],
     "detectron2": ["detectron2"],
 }
 
@@ -19,8 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser (--source, --input, --output)."""
     parser = argparse.ArgumentParser(
         description=(
-            "Rename the keys of a torchvision RetinaNet / ResNet or detectron2 RetinaNet "
-            "checkpoint to retinadet's and save {'model': state_dict, '__source__': source}. "
+            "Rename the keys of a torchvision RetinaNet / Faster R-CNN / ResNet or detectron2 "
+            "RetinaNet checkpoint to retinadet's and save {'model': state_dict, '__source__': source}. "
+            "A torchvision Faster R-CNN's classifier is reordered to put background last. "
             "detectron2 .pkl files are unpickled: convert only files you trust."
         )
     )

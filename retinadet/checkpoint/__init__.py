@@ -7,11 +7,16 @@ from .loading import (
     load_model_weights,
     load_weights,
 )
-from .torchvision_converter import convert_torchvision_resnet, convert_torchvision_retinanet
+from .torchvision_converter import (
+    convert_torchvision_faster_rcnn,
+    convert_torchvision_resnet,
+    convert_torchvision_retinanet,
+)
 
 __all__ = [
     "CONVERTERS",
     "convert_detectron2_retinanet",
+    "convert_torchvision_faster_rcnn",
     "convert_torchvision_resnet",
     "convert_torchvision_retinanet",
     "detect_format",

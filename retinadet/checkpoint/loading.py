@@ -12,8 +12,10 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .detectron2_converter import convert_detectron2_retinanet, looks_like_detectron2_retinanet
 from .torchvision_converter import (
+    convert_torchvision_faster_rcnn,
     convert_torchvision_resnet,
     convert_torchvision_retinanet,
+    looks_like_torchvision_faster_rcnn,
     looks_like_torchvision_resnet,
     looks_like_torchvision_retinanet,
 )
@@ -32,10 +34,11 @@ logger = logging.getLogger(__name__)
 CONVERTERS: Dict[str, Callable[[Dict[str, Tensor]], Dict[str, Tensor]]] = {
     "retinadet": dict,
     "torchvision": convert_torchvision_retinanet,
+    "torchvision_faster_rcnn": convert_torchvision_faster_rcnn,
     "torchvision_resnet": convert_torchvision_resnet,
     "detectron2": convert_detectron2_retinanet,
 }
-_OUR_PREFIXES = ("backbone.", "neck.", "head.")
+_OUR_PREFIXES = ("backbone.", "neck.", "head.", "proposal_generator.", "roi_heads.")
 _NUM_BATCHES = "num_batches_tracked"
 
 
@@ -118,10 +121,12 @@ def load_checkpoint_file(path: str) -> Dict[str, Tensor]:
 def detect_format(state_dict: Mapping[str, Any]) -> str:
     """Name the key layout of ``state_dict``: a key of CONVERTERS.
 
-    "detectron2" (``backbone.bottom_up.*``, ``backbone.fpn_lateral*``), "torchvision"
+    "detectron2" (``backbone.bottom_up.*``, ``backbone.fpn_lateral*``), "torchvision_faster_rcnn"
+    (``rpn.head.*``, ``roi_heads.box_head.fc6.*``), "torchvision" RetinaNet
     (``backbone.body.*``, ``backbone.fpn.*``, ``head.classification_head.*``),
     "torchvision_resnet" (bare ImageNet ResNet: ``conv1.weight``, ``layer1.*``) or
-    "retinadet" (``backbone.``, ``neck.``, ``head.`` with retinadet's module names).
+    "retinadet" (``backbone.``, ``neck.``, ``head.``, ``proposal_generator.``, ``roi_heads.`` with
+    retinadet's module names).
 
     Raises:
         ValueError: no key has any of these prefixes; a few keys are named.
@@ -129,6 +134,9 @@ def detect_format(state_dict: Mapping[str, Any]) -> str:
     keys = list(state_dict)
     if looks_like_detectron2_retinanet(keys):
         return "detectron2"
+    # Before RetinaNet's test: a Faster R-CNN has backbone.body.* and backbone.fpn.* too.
+    if looks_like_torchvision_faster_rcnn(keys):
+        return "torchvision_faster_rcnn"
     if looks_like_torchvision_retinanet(keys):
         return "torchvision"
     if looks_like_torchvision_resnet(keys):
@@ -137,8 +145,8 @@ def detect_format(state_dict: Mapping[str, Any]) -> str:
         return "retinadet"
     raise ValueError(
         f"Unrecognised checkpoint layout (keys such as {keys[:5]}): expected retinadet keys "
-        f"({', '.join(_OUR_PREFIXES)}), a torchvision RetinaNet or ResNet, or a detectron2 "
-        "RetinaNet."
+        f"({', '.join(_OUR_PREFIXES)}), a torchvision RetinaNet, Faster R-CNN or ResNet, or a "
+        "detectron2 RetinaNet."
     )
 
 
@@ -264,7 +272,8 @@ def load_model_weights(
 def load_weights(model: nn.Module, path: str) -> Dict[str, List[str]]:
     """Read ``path``, convert its keys from the detected layout, and load them into ``model``.
 
-    Layouts: retinadet's own, torchvision RetinaNet (v1/v2), torchvision ImageNet ResNet,
+    Layouts: retinadet's own, torchvision RetinaNet (v1/v2), torchvision Faster R-CNN (v1),
+    torchvision ImageNet ResNet,
     detectron2 RetinaNet (see :func:`detect_format`). ``.pkl`` files are unpickled: trusted
     files only (see :func:`load_checkpoint_file`).
 

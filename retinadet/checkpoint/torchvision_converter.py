@@ -1,15 +1,19 @@
-"""Rename torchvision RetinaNet (v1, v2) and ImageNet ResNet state-dict keys to retinadet names."""
+"""Rename torchvision RetinaNet (v1, v2), Faster R-CNN (v1) and ImageNet ResNet state-dict keys to
+retinadet names."""
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 from .renaming import rename_state_dict
 
 __all__ = [
     "convert_torchvision_retinanet",
+    "convert_torchvision_faster_rcnn",
     "convert_torchvision_resnet",
     "looks_like_torchvision_retinanet",
+    "looks_like_torchvision_faster_rcnn",
     "looks_like_torchvision_resnet",
 ]
 
@@ -143,6 +147,108 @@ def convert_torchvision_retinanet(state_dict: Dict[str, Tensor]) -> Dict[str, Te
     )
 
 
+# Faster R-CNN (fasterrcnn_resnet50_fpn): RPNHead's conv is "conv.0.0" (Conv2dNormActivation inside
+# an nn.Sequential) since its _version 2, and plain "conv" before; RPNHead._load_from_state_dict
+# upgrades the old name, and both are accepted here.
+_RPN_KEY = re.compile(r"^rpn\.head\.(?P<layer>conv(?:\.0\.0)?|cls_logits|bbox_pred)\.(?P<param>weight|bias)$")
+_RPN_TO_OURS = {
+    "conv": "proposal_generator.head.conv",
+    "conv.0.0": "proposal_generator.head.conv",
+    "cls_logits": "proposal_generator.head.objectness_logits",
+    "bbox_pred": "proposal_generator.head.anchor_deltas",
+}
+# TwoMLPHead fc6 / fc7 -> FastRCNNFCHead fc1 / fc2; FastRCNNPredictor keeps its layer names.
+_ROI_KEY = re.compile(
+    r"^roi_heads\.(?P<layer>box_head\.fc6|box_head\.fc7|box_predictor\.cls_score|box_predictor\.bbox_pred)"
+    r"\.(?P<param>weight|bias)$"
+)
+_ROI_TO_OURS = {
+    "box_head.fc6": "roi_heads.box_head.fc1",
+    "box_head.fc7": "roi_heads.box_head.fc2",
+    "box_predictor.cls_score": "roi_heads.box_predictor.cls_score",
+    "box_predictor.bbox_pred": "roi_heads.box_predictor.bbox_pred",
+}
+
+
+def _rename_faster_rcnn_key(key: str) -> Optional[str]:
+    """Return retinadet's name for one torchvision Faster R-CNN key, or None if unknown."""
+    renamed = _rename_body(key)
+    if renamed is not None:
+        return renamed
+    match = _FPN_KEY.match(key)
+    if match:
+        return _rename_fpn(match)
+    match = _RPN_KEY.match(key)
+    if match:
+        return f"{_RPN_TO_OURS[match['layer']]}.{match['param']}"
+    match = _ROI_KEY.match(key)
+    if match:
+        return f"{_ROI_TO_OURS[match['layer']]}.{match['param']}"
+    return None
+
+
+def _background_last(cls_score: Tensor, name: str) -> Tensor:
+    """Rows ``[1, ..., K, 0]`` of torchvision's ``(K + 1, ...)`` classifier: background moves to the end."""
+    if cls_score.shape[0] < 2:
+        raise ValueError(
+            f"{name} has {cls_score.shape[0]} row(s); a torchvision classifier has background plus at least one class."
+        )
+    return torch.cat((cls_score[1:], cls_score[:1]))
+
+
+def _drop_background_boxes(bbox_pred: Tensor, name: str) -> Tensor:
+    """Rows ``4:`` of torchvision's ``(4 (K + 1), ...)`` box regressor: the 4 background deltas go."""
+    if bbox_pred.shape[0] % 4 != 0 or bbox_pred.shape[0] < 8:
+        raise ValueError(
+            f"{name} has {bbox_pred.shape[0]} rows; torchvision's class-specific box regressor has "
+            "4 x (K + 1) rows, K >= 1."
+        )
+    return bbox_pred[4:]
+
+
+def convert_torchvision_faster_rcnn(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Convert a torchvision ``fasterrcnn_resnet50_fpn`` state dict to retinadet's GeneralizedRCNN.
+
+    Names: ``backbone.body.X -> backbone.X``; ``backbone.fpn.inner_blocks.{i} / layer_blocks.{i} ->
+    neck.lateral_convs.{i} / neck.output_convs.{i}`` (P6 is a parameter-free max-pool);
+    ``rpn.head.conv.0.0`` (or the older ``rpn.head.conv``) ``-> proposal_generator.head.conv``,
+    ``rpn.head.cls_logits -> proposal_generator.head.objectness_logits``, ``rpn.head.bbox_pred ->
+    proposal_generator.head.anchor_deltas``; ``roi_heads.box_head.fc6 / fc7 -> roi_heads.box_head.fc1 /
+    fc2``; ``roi_heads.box_predictor.cls_score / bbox_pred`` keep their names.
+
+    Values: torchvision's classifier has K + 1 outputs with background at index 0, retinadet's has
+    background last. ``cls_score`` rows ``[1..K, 0]`` are reordered to ``[1..K]`` then ``0``, and the
+    4 background rows of ``bbox_pred`` (never used by torchvision's inference) are dropped, so
+    torchvision label L (1..K) is retinadet label L - 1. For COCO weights K = 90 (ids 1..90).
+
+    Args:
+        state_dict: torchvision Faster R-CNN (v1) state dict (name -> tensor).
+
+    Returns:
+        A new dict under retinadet's names; every tensor is the original one except the two
+        rearranged predictor weights and biases.
+
+    Raises:
+        ValueError: listing every key that is not part of a torchvision Faster R-CNN R50-FPN v1, or
+            when the predictor shapes are not those of K + 1 classes.
+    """
+    converted = rename_state_dict(
+        state_dict,
+        _rename_faster_rcnn_key,
+        "torchvision Faster R-CNN",
+        "torchvision.models.detection.fasterrcnn_resnet50_fpn (backbone.body.*, backbone.fpn.inner_blocks/"
+        "layer_blocks.*, rpn.head.*, roi_heads.box_head.fc6/fc7.*, roi_heads.box_predictor.*)",
+    )
+    for param in ("weight", "bias"):
+        key = f"roi_heads.box_predictor.cls_score.{param}"
+        if key in converted:
+            converted[key] = _background_last(converted[key], f"roi_heads.box_predictor.cls_score.{param}")
+        key = f"roi_heads.box_predictor.bbox_pred.{param}"
+        if key in converted:
+            converted[key] = _drop_background_boxes(converted[key], f"roi_heads.box_predictor.bbox_pred.{param}")
+    return converted
+
+
 def convert_torchvision_resnet(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """Prefix a torchvision ImageNet ResNet state dict with ``backbone.`` and drop ``fc.*``.
 
@@ -169,6 +275,12 @@ def looks_like_torchvision_retinanet(keys: List[str]) -> bool:
     """True when ``keys`` carry torchvision RetinaNet's characteristic prefixes."""
     prefixes = ("backbone.body.", "backbone.fpn.", "head.classification_head.")
     return any(k.startswith(prefixes) for k in keys)
+
+
+def looks_like_torchvision_faster_rcnn(keys: List[str]) -> bool:
+    """True when ``keys`` carry torchvision Faster R-CNN's characteristic prefixes (``rpn.head.``, or
+    ``roi_heads.box_head.fc6.``); retinadet's own two-stage names never start with these."""
+    return any(k.startswith(("rpn.head.", "roi_heads.box_head.fc6.")) for k in keys)
 
 
 def looks_like_torchvision_resnet(keys: List[str]) -> bool:
