@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Speed and peak memory of a config's model in training or inference, or of its training data loader.
+"""Speed, peak memory, parameters and FLOPs of a config's model, or speed of its training data loader.
 
-    python tools/benchmark.py --config-file F --task {train,eval,data} [options] [KEY VALUE ...]
+    python tools/benchmark.py --config-file F --task {train,eval,flops,data} [options] [KEY VALUE ...]
 
 Tasks:
 
@@ -14,26 +14,52 @@ Tasks:
 - eval: the model (with MODEL.WEIGHTS when set) in eval mode under no_grad, batches of
   TEST.IMS_PER_BATCH images. With random weights the number of scores above the threshold, and so
   the post-processing work, is not a trained model's; the output gives the detections per image.
+- flops: parameters and FLOPs only (below), nothing timed.
 - data: ``--warmup`` then ``--iters`` batches from the training loader
   (``build_detection_train_loader``); needs DATASETS.TRAIN to be registered (the embedded shapes
   sets are, and are generated under DATASETS.ROOT on first use).
 
-Input of train and eval (``--input``): ``synthetic`` random uint8 images, a few random boxes each
-(``make_synthetic_batch``), all of one size: ``--size H W``, default MIN_SIZE_TEST x a 3:2 width
-rounded up to a multiple of 32 and capped at MAX_SIZE_TEST (800 x 1216 for 800 / 1333); or
-``dataset``: batches from the config's loaders, collected before timing. The default is
-``dataset`` when the config's data sets are registered and no ``--size`` is given, else ``synthetic``.
-Batches are moved to the device before timing.
+Parameters and FLOPs are part of every train, eval and flops report, for each model. Parameters:
+the number of elements of ``model.parameters()`` (buffers such as FrozenBN statistics are not
+parameters), and of those with ``requires_grad`` (trainable; frozen stages are not). FLOPs: fvcore's
+``FlopCountAnalysis`` of the model's inference forward (eval mode, no_grad) on one image of the
+benchmark's input size (the first image of the first batch), post-processing included, also for
+``--task train``. fvcore's convention: one multiply-add counts as one flop (a k x k convolution with
+C_in inputs and C_out outputs costs C_in x C_out x k x k per output position; its bias is not
+counted); ops fvcore ignores by design (ReLU, reshapes, indexing, cat, ...) count 0, and every
+other op it has no formula for (element-wise arithmetic, sigmoid, exp, top-k, max-pool, NMS,
+ROIAlign, ...) counts 0 and is listed with its number of calls as "uncounted ops". Reported as
+GFLOPs per image (1e9 flops). For a two-stage model the box head runs on the proposals the RPN
+keeps for that one image, so its share depends on the weights; the model is built from the seed
+SEED, so the figure repeats run to run. ``--no-flops`` skips the count (the tracing costs about
+one inference forward); ``--task flops --no-flops`` gives the parameters alone.
 
-``--compare-torchvision`` (train and eval, RetinaNet with a ResNet-50 FPN only) also builds
-torchvision's ``retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=K)`` and
-times it on the same batches in the same process. Without weights torchvision builds trainable
-BatchNorm in every stage; its backbone is set up like ours instead (frozen BatchNorm when
-MODEL.RESNETS.NORM is FrozenBN, the first MODEL.BACKBONE.FREEZE_AT stages frozen), so both do the
-same kind of backward work. Its ``min_size`` / ``max_size`` are set per batch to the images' sides, so
-it does not resize them; its step includes turning the uint8 images into 0-1 RGB floats, as ours
-does its normalisation. The steps of the two models alternate, in alternating order, so a change in
-background load hits both alike.
+Input of train, eval and flops (``--input``): ``synthetic`` random uint8 images, a few random boxes
+each (``make_synthetic_batch``), all of one size: ``--size H W``, default MIN_SIZE_TEST x a 3:2
+width rounded up to a multiple of 32 and capped at MAX_SIZE_TEST (800 x 1216 for 800 / 1333); or
+``dataset``: batches from the config's loaders, collected before timing. The default is
+``dataset`` when the config's data sets are registered and no ``--size`` is given, else
+``synthetic``. Batches are moved to the device before timing.
+
+``--compare-torchvision`` (train, eval and flops, with a ResNet-50 FPN) also builds torchvision's
+counterpart of MODEL.META_ARCHITECTURE and times it on the same batches in the same process:
+``retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=K)`` for RetinaNet
+(K = MODEL.RETINANET.NUM_CLASSES), ``fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+num_classes=K + 1)`` for GeneralizedRCNN (K = MODEL.ROI_HEADS.NUM_CLASSES; torchvision counts the
+background as class 0, so our labels are given to it plus one). Both keep torchvision's own
+settings otherwise (thresholds, top-k, detections per image); configs/torchvision/*.yaml make ours
+match them. Without weights torchvision builds trainable BatchNorm in every stage; its backbone is
+set up like ours instead (frozen BatchNorm when MODEL.RESNETS.NORM is FrozenBN, the first
+MODEL.BACKBONE.FREEZE_AT stages frozen), so both do the same kind of backward work. Its
+``min_size`` / ``max_size`` are set per batch to the images' sides, so it does not resize them; its
+step includes turning the uint8 images into 0-1 RGB floats, as ours does its normalisation. The
+steps of the two models alternate, in alternating order, so a change in background load hits both
+alike.
+
+``--relative-to OTHER.json`` divides this run's seconds per iteration by those of an earlier
+report of the same task, input size, batch, device and threads (e.g. a RetinaNet run against a
+Faster R-CNN run), model by model; when both runs compared with torchvision it also gives ours'
+ratio over torchvision's ratio, which equals this run's ours/torchvision time over the other's.
 
 Figures: iterations/s = 1 / median seconds per iteration, images/s = iterations/s x images per
 iteration, the interquartile range of the per-iteration times, and peak memory during the timed
@@ -49,6 +75,7 @@ Examples::
     python tools/benchmark.py --config-file configs/quick/retinanet_R_18_synthetic.yaml --task train
     python tools/benchmark.py --config-file configs/COCO-Detection/retinanet_R_50_FPN_1x.yaml \\
         --task eval --compare-torchvision --iters 5 --warmup 1
+    python tools/benchmark.py --config-file configs/COCO-Detection/retinanet_R_50_FPN_1x.yaml --task flops
     python tools/benchmark.py --config-file configs/shapes/retinanet_R_18_FPN.yaml --task data \\
         DATASETS.ROOT /tmp/datasets
 """
@@ -61,6 +88,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -75,7 +103,7 @@ from retinadet.solver import build_optimizer
 from retinadet.utils.synthetic import make_synthetic_batch
 from retinadet.utils.writers import peak_memory_mb
 
-TASKS = ("train", "eval", "data")
+TASKS = ("train", "eval", "flops", "data")
 Batch = List[Dict[str, Any]]
 
 
@@ -96,7 +124,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentP
                         help="train/eval input (default: dataset when the config's data sets are registered)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="synthetic image size")
     parser.add_argument("--compare-torchvision", action="store_true",
-                        help="also time torchvision's retinanet_resnet50_fpn on the same batches")
+                        help="also time torchvision's retinanet_resnet50_fpn (RetinaNet configs) or "
+                        "fasterrcnn_resnet50_fpn (GeneralizedRCNN configs) on the same batches")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count of train and eval")
+    parser.add_argument("--relative-to", metavar="JSON",
+                        help="an earlier --json report (same task, size, batch, device, threads) to divide "
+                        "this run's seconds per iteration by")
     parser.add_argument("--device", help="cpu or cuda (default: MODEL.DEVICE)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations (default 10)")
@@ -151,16 +184,56 @@ def require_registered(cfg: CfgNode, key: str, what: str) -> None:
         )
 
 
-def check_comparable(cfg: CfgNode) -> None:
-    """Raise BenchmarkError unless the config is a RetinaNet on a ResNet-50 FPN, like torchvision's."""
-    m = cfg.MODEL
-    found = (m.META_ARCHITECTURE, m.BACKBONE.NAME, m.RESNETS.DEPTH, m.NECK.NAME)
-    if found != ("RetinaNet", "ResNet", 50, "FPN"):
+# The config keys (besides MODEL.META_ARCHITECTURE) that make a config torchvision's architecture, per
+# meta-architecture with a torchvision counterpart, and that counterpart's name.
+COMPARABLE: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    "RetinaNet": ("retinanet_resnet50_fpn", {
+        "MODEL.BACKBONE.NAME": "ResNet", "MODEL.RESNETS.DEPTH": 50, "MODEL.NECK.NAME": "FPN",
+        "MODEL.HEAD.NAME": "RetinaNetHead",
+    }),
+    "GeneralizedRCNN": ("fasterrcnn_resnet50_fpn", {
+        "MODEL.BACKBONE.NAME": "ResNet", "MODEL.RESNETS.DEPTH": 50, "MODEL.NECK.NAME": "FPN",
+        "MODEL.PROPOSAL_GENERATOR.NAME": "RPN", "MODEL.ROI_HEADS.NAME": "StandardROIHeads",
+        "MODEL.ROI_BOX_HEAD.NAME": "FastRCNNFCHead",
+    }),
+}
+# The key holding the number of object classes K (no background), per meta-architecture.
+NUM_CLASSES_KEY = {"RetinaNet": "MODEL.RETINANET.NUM_CLASSES", "GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES"}
+
+
+def _config_value(cfg: CfgNode, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def num_classes(cfg: CfgNode) -> int:
+    """The config's number of object classes K: NUM_CLASSES_KEY of its meta-architecture
+    (MODEL.RETINANET.NUM_CLASSES for one without an entry)."""
+    return _config_value(cfg, NUM_CLASSES_KEY.get(cfg.MODEL.META_ARCHITECTURE, "MODEL.RETINANET.NUM_CLASSES"))
+
+
+def check_comparable(cfg: CfgNode) -> str:
+    """The name of torchvision's counterpart of the config's model; raises BenchmarkError unless the config
+    is a meta-architecture of COMPARABLE with every key that entry requires (a ResNet-50 FPN)."""
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch not in COMPARABLE:
+        known = ", ".join(f"{a} ({name})" for a, (name, _) in COMPARABLE.items())
         raise BenchmarkError(
-            "--compare-torchvision times torchvision's retinanet_resnet50_fpn, so it needs MODEL.META_ARCHITECTURE "
-            "RetinaNet, MODEL.BACKBONE.NAME ResNet, MODEL.RESNETS.DEPTH 50 and MODEL.NECK.NAME FPN; this config "
-            f"has {found[0]}, {found[1]}, {found[2]}, {found[3]}."
+            f"--compare-torchvision has a torchvision counterpart for MODEL.META_ARCHITECTURE {known}; this "
+            f"config has MODEL.META_ARCHITECTURE {arch!r}."
         )
+    name, required = COMPARABLE[arch]
+    wrong = [f"{key} {_config_value(cfg, key)!r} (needs {value!r})" for key, value in required.items()
+             if _config_value(cfg, key) != value]
+    if wrong:
+        raise BenchmarkError(
+            f"--compare-torchvision times torchvision's {name} for {arch}, so it needs "
+            + ", ".join(f"{key} {value!r}" for key, value in required.items())
+            + f"; this config has {'; '.join(wrong)}."
+        )
+    return name
 
 
 # ---------------------------------------------------------------------------- input
@@ -181,7 +254,7 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 def synthetic_batches(cfg: CfgNode, count: int, batch_size: int, size: Tuple[int, int]) -> List[Batch]:
     """``count`` different batches of ``batch_size`` random images of ``size`` (seeded)."""
     return [
-        make_synthetic_batch(batch_size, *size, num_classes=cfg.MODEL.RETINANET.NUM_CLASSES, seed=i)
+        make_synthetic_batch(batch_size, *size, num_classes=num_classes(cfg), seed=i)
         for i in range(count)
     ]
 
@@ -224,18 +297,21 @@ def torchvision_images(batch: Batch, bgr: bool) -> List[torch.Tensor]:
     return [(x["image"].flip(0) if bgr else x["image"]).float() / 255.0 for x in batch]
 
 
-class TorchvisionRetinaNet(nn.Module):
-    """torchvision's retinanet_resnet50_fpn behind our model contract: a list of dicts in (uint8 images
-    in INPUT.FORMAT order), a dict of ``loss_*`` terms (training) or detections (inference) out."""
+class TorchvisionDetector(nn.Module):
+    """A torchvision detection model behind our model contract: a list of dicts in (uint8 images in
+    INPUT.FORMAT order, training adds "boxes" (N, 4) xyxy and "labels" (N,) in [0, K)), a dict of
+    ``loss_*`` terms (training) or detections (inference) out. Its backbone is frozen like the config's.
+
+    Subclasses give ``build(cfg) -> torchvision model``, ``label_offset`` (added to our labels) and
+    ``rename_losses(losses) -> dict``.
+    """
+
+    label_offset = 0
 
     def __init__(self, cfg: CfgNode) -> None:
         super().__init__()
-        from torchvision.models.detection import retinanet_resnet50_fpn
-
         check_comparable(cfg)
-        self.model = retinanet_resnet50_fpn(
-            weights=None, weights_backbone=None, num_classes=cfg.MODEL.RETINANET.NUM_CLASSES
-        )
+        self.model = self.build(cfg)
         body = self.model.backbone.body
         # Our FREEZE_AT k freezes the stem and res2..res{k}: torchvision's conv1/bn1 and layer1..layer{k-1}.
         frozen = (["conv1", "bn1"] if cfg.MODEL.BACKBONE.FREEZE_AT >= 1 else []) + [
@@ -249,6 +325,12 @@ class TorchvisionRetinaNet(nn.Module):
         self.bgr = cfg.INPUT.FORMAT == "BGR"
         self.to(torch.device(cfg.MODEL.DEVICE))
 
+    def build(self, cfg: CfgNode) -> nn.Module:
+        raise NotImplementedError
+
+    def rename_losses(self, losses: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return losses
+
     def forward(self, batch: Batch):
         images = torchvision_images(batch, self.bgr)
         height, width = images[0].shape[-2:]
@@ -257,8 +339,46 @@ class TorchvisionRetinaNet(nn.Module):
         self.model.transform.max_size = max(height, width)
         if not self.training:
             return self.model(images)
-        losses = self.model(images, [{"boxes": x["boxes"], "labels": x["labels"]} for x in batch])
+        targets = [{"boxes": x["boxes"], "labels": x["labels"] + self.label_offset} for x in batch]
+        return self.rename_losses(self.model(images, targets))
+
+
+class TorchvisionRetinaNet(TorchvisionDetector):
+    """torchvision's retinanet_resnet50_fpn(num_classes=MODEL.RETINANET.NUM_CLASSES) as our RetinaNet's
+    counterpart; its losses are returned as "loss_cls" and "loss_box_reg"."""
+
+    def build(self, cfg: CfgNode) -> nn.Module:
+        from torchvision.models.detection import retinanet_resnet50_fpn
+
+        return retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=cfg.MODEL.RETINANET.NUM_CLASSES)
+
+    def rename_losses(self, losses: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return {"loss_cls": losses["classification"], "loss_box_reg": losses["bbox_regression"]}
+
+
+class TorchvisionFasterRCNN(TorchvisionDetector):
+    """torchvision's fasterrcnn_resnet50_fpn(num_classes=MODEL.ROI_HEADS.NUM_CLASSES + 1) as our
+    GeneralizedRCNN's counterpart. torchvision's class 0 is the background, so our label k is its k + 1;
+    its losses keep torchvision's names (loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg)."""
+
+    label_offset = 1
+
+    def build(self, cfg: CfgNode) -> nn.Module:
+        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+        return fasterrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1
+        )
+
+
+# torchvision's counterpart per MODEL.META_ARCHITECTURE (the names and required keys are in COMPARABLE).
+TORCHVISION_MODELS = {"RetinaNet": TorchvisionRetinaNet, "GeneralizedRCNN": TorchvisionFasterRCNN}
+
+
+def build_torchvision_model(cfg: CfgNode) -> TorchvisionDetector:
+    """torchvision's counterpart of the config's model, set up like ours; BenchmarkError when it has none."""
+    check_comparable(cfg)
+    return TORCHVISION_MODELS[cfg.MODEL.META_ARCHITECTURE](cfg)
 
 
 def check_one_size_per_batch(batches: Sequence[Batch]) -> None:
@@ -309,6 +429,79 @@ def build_step(model: nn.Module, cfg: CfgNode, task: str) -> Callable[[Batch], D
     model.train()
     optimizer = zero_lr_optimizer(cfg, model)
     return lambda batch: train_step(model, optimizer, batch)
+
+
+# ---------------------------------------------------------------------------- parameters and FLOPs
+FLOP_CONVENTION = (
+    "fvcore FlopCountAnalysis of the inference forward on one image: one multiply-add counts as one flop "
+    "(convolutions, matrix products, norms, upsampling); ops fvcore ignores by design (ReLU, reshapes, "
+    "indexing, cat) count 0; all other ops count 0 and are listed as uncounted ops"
+)
+
+
+def count_parameters(model: nn.Module) -> Dict[str, int]:
+    """{"total": elements of ``model.parameters()``, "trainable": those with requires_grad}; buffers are
+    not parameters."""
+    params = list(model.parameters())
+    return {"total": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
+class SingleImageInference(nn.Module):
+    """``model`` (our list[dict] contract) behind a tensor-in, tensors-out forward that fvcore can trace:
+    ``forward(image (3, H, W))`` runs the model on ``[{"image": image}]`` and returns the tensors of its
+    output dicts, in key order."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        outputs = self.model([{"image": image}])
+        return tuple(v for d in outputs for _, v in sorted(d.items()) if isinstance(v, torch.Tensor))
+
+
+def count_flops(model: nn.Module, image: torch.Tensor) -> Dict[str, Any]:
+    """FLOPs of ``model``'s inference forward (eval mode, no_grad) on one ``image`` (3, H, W), 0-255, by
+    fvcore's FlopCountAnalysis (one multiply-add = one flop). The model's train/eval mode is restored.
+
+    Returns {"per_image": int, "gflops_per_image": float, "image_size": [H, W], "by_operator": {op: flops},
+    "uncounted_ops": {op: calls} (ops fvcore has no formula for, counted as 0)}.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # fvcore.nn scripts its losses on import
+        from fvcore.nn import FlopCountAnalysis
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python values: expected, not actionable
+            analysis = FlopCountAnalysis(SingleImageInference(model), (image,))
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+            total = int(analysis.total())
+            by_operator = dict(analysis.by_operator())
+            uncounted = dict(analysis.unsupported_ops())
+    except BenchmarkError:
+        raise
+    except Exception as e:  # tracing runs the model's own code: any failure is reported the same way
+        raise BenchmarkError(
+            f"fvcore could not trace the inference forward of {type(model).__name__} on a {tuple(image.shape)} "
+            f"image to count its FLOPs ({type(e).__name__}: {e}). Use --no-flops to time the model without it."
+        ) from e
+    finally:
+        model.train(was_training)
+    return {
+        "per_image": total,
+        "gflops_per_image": total / 1e9,
+        "image_size": list(image.shape[-2:]),
+        "by_operator": {k: int(v) for k, v in sorted(by_operator.items(), key=lambda kv: -kv[1])},
+        "uncounted_ops": dict(sorted(uncounted.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def model_size(model: nn.Module, image: Optional[torch.Tensor]) -> Dict[str, Any]:
+    """{"parameters": count_parameters, "flops": count_flops on ``image`` (None when ``image`` is None)}."""
+    return {"parameters": count_parameters(model), "flops": None if image is None else count_flops(model, image)}
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -448,13 +641,11 @@ def compare(ours: Dict[str, Any], reference: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- tasks
-def benchmark_model(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, Any]:
-    """Time train or eval steps of our model (and torchvision's); returns the JSON's task part."""
-    device = torch.device(cfg.MODEL.DEVICE)
-    if args.compare_torchvision:
-        check_comparable(cfg)
+def input_batches(
+    cfg: CfgNode, args: argparse.Namespace, count: int
+) -> Tuple[str, Optional[Tuple[int, int]], List[Batch]]:
+    """(source, synthetic size or None, ``count`` batches on MODEL.DEVICE) for train, eval or flops."""
     source = choose_input(cfg, args)
-    count = args.warmup + args.iters
     if source == "synthetic":
         size = tuple(args.size) if args.size else default_size(cfg)
         batch_size = cfg.SOLVER.IMS_PER_BATCH if args.task == "train" else cfg.TEST.IMS_PER_BATCH
@@ -463,21 +654,93 @@ def benchmark_model(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, Any]:
         if args.size:
             raise BenchmarkError("--size sets the synthetic image size; it does not apply to --input dataset.")
         size = None
-        batches = dataset_batches(cfg, args.task, count)
+        batches = dataset_batches(cfg, "train" if args.task == "train" else "eval", count)
     if args.compare_torchvision:
         check_one_size_per_batch(batches)
-    batches = [to_device(b, device) for b in batches]
+    device = torch.device(cfg.MODEL.DEVICE)
+    return source, size, [to_device(b, device) for b in batches]
 
+
+def build_models(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, nn.Module]:
+    """{"ours": the config's model, "torchvision": its counterpart (with --compare-torchvision)}, seeded with
+    SEED; built as DefaultTrainer does for train (no MODEL.WEIGHTS), else by build_model."""
     torch.manual_seed(max(cfg.SEED, 0))
-    ours = DefaultTrainer.build_model(cfg) if args.task == "train" else build_model(cfg)
-    steps = {"ours": build_step(ours, cfg, args.task)}
+    models = {"ours": DefaultTrainer.build_model(cfg) if args.task == "train" else build_model(cfg)}
     if args.compare_torchvision:
-        steps["torchvision"] = build_step(TorchvisionRetinaNet(cfg), cfg, args.task)
-    runs = time_steps(steps, batches, args.warmup, args.iters, device)
-    result = {"input": source, "image_size": list(size) if size else None,
-              "models": {name: figures(run) for name, run in runs.items()}}
+        models["torchvision"] = build_torchvision_model(cfg)
+    return models
+
+
+def benchmark_model(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, Any]:
+    """Parameters and FLOPs, and for train and eval the timed steps, of our model (and torchvision's);
+    returns the JSON's task part."""
+    if args.compare_torchvision:
+        check_comparable(cfg)
+    count = 1 if args.task == "flops" else args.warmup + args.iters
+    source, size, batches = input_batches(cfg, args, count)
+    models = build_models(cfg, args)
+    image = None if args.no_flops else batches[0][0]["image"]
+    sizes = {name: model_size(model, image) for name, model in models.items()}
+    result: Dict[str, Any] = {"input": source, "image_size": list(size) if size else None,
+                              "flop_convention": FLOP_CONVENTION}
+    if args.task == "flops":
+        result["models"] = sizes
+        return result
+    steps = {name: build_step(model, cfg, args.task) for name, model in models.items()}
+    runs = time_steps(steps, batches, args.warmup, args.iters, torch.device(cfg.MODEL.DEVICE))
+    result["models"] = {name: {**figures(run), **sizes[name]} for name, run in runs.items()}
     if args.compare_torchvision:
         result["ours_over_torchvision"] = compare(result["models"]["ours"], result["models"]["torchvision"])
+    return result
+
+
+def load_report(path: str, task: str) -> Dict[str, Any]:
+    """The --json report at ``path`` for --relative-to; BenchmarkError unless it is readable and of ``task``
+    (train or eval)."""
+    if task not in ("train", "eval"):
+        raise BenchmarkError(f"--relative-to applies to --task train and --task eval, not {task}.")
+    try:
+        with open(path) as f:
+            other = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BenchmarkError(f"--relative-to {path!r}: cannot read a JSON report ({e}).") from e
+    if not isinstance(other, dict) or not isinstance(other.get("models"), dict):
+        raise BenchmarkError(f"--relative-to {path!r} is not a report written by --json (no 'models').")
+    if other.get("task") != task:
+        raise BenchmarkError(f"--relative-to {path!r} has task {other.get('task')!r} but this run has {task!r}.")
+    return other
+
+
+def relative_speed(report: Dict[str, Any], other: Dict[str, Any], path: str) -> Dict[str, Any]:
+    """This report's seconds per iteration over those of ``other`` (the report read from ``path``), per
+    model both hold, and (when both hold ours and torchvision's) ours' ratio over torchvision's ratio.
+
+    Raises BenchmarkError unless ``other`` has the same task, image size, images per iteration, device
+    and threads."""
+    for key in ("task", "image_size", "device", "threads"):
+        if other.get(key) != report[key]:
+            raise BenchmarkError(
+                f"--relative-to {path!r} has {key} {other.get(key)!r} but this run has {report[key]!r}; compare "
+                f"runs of the same task, --size, device and --threads."
+            )
+    names = [name for name in report["models"] if name in other["models"]]
+    if not names:
+        raise BenchmarkError(f"--relative-to {path!r} holds models {list(other['models'])}, none of this run's "
+                             f"{list(report['models'])}.")
+    time = {}
+    for name in names:
+        this, that = report["models"][name], other["models"][name]
+        if "s_per_iteration" not in that:
+            raise BenchmarkError(f"--relative-to {path!r} has no timing for {name!r} (a --task flops report?).")
+        if that["images_per_iteration"] != this["images_per_iteration"]:
+            raise BenchmarkError(
+                f"--relative-to {path!r} ran {name} on {that['images_per_iteration']} images per iteration, this "
+                f"run on {this['images_per_iteration']}; give both the same batch size."
+            )
+        time[name] = this["s_per_iteration"] / that["s_per_iteration"]
+    result = {"other": path, "other_config_file": other.get("config_file"), "time": time}
+    if "ours" in time and "torchvision" in time:
+        result["ours_over_torchvision"] = time["ours"] / time["torchvision"]
     return result
 
 
@@ -486,7 +749,7 @@ def benchmark_data(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, Any]:
 
     Rates are over the whole timed span (the loader's workers prefetch, so single batches vary)."""
     if args.compare_torchvision:
-        raise BenchmarkError("--compare-torchvision applies to --task train and --task eval.")
+        raise BenchmarkError("--compare-torchvision applies to --task train, eval and flops.")
     require_registered(cfg, "TRAIN", "--task data")
     batches = iter(build_detection_train_loader(cfg))
     for _ in range(args.warmup):
@@ -515,17 +778,48 @@ def _mib(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _millions(value: int) -> str:
+    return f"{value / 1e6:.2f}M"
+
+
+def _label(report: Dict[str, Any], name: str) -> str:
+    if name == "ours":
+        return f"ours ({os.path.basename(report['config_file'])})"
+    return f"torchvision {report.get('torchvision_model') or ''}".strip()
+
+
+def size_table(report: Dict[str, Any]) -> List[str]:
+    """The parameters / FLOPs table of a train, eval or flops report, and the FLOP convention."""
+    lines = [
+        "| model | parameters | trainable | GFLOPs/image | FLOPs counted on | uncounted ops (calls) |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for name, f in report["models"].items():
+        p, flops = f["parameters"], f["flops"]
+        if flops is None:
+            counted = "- | - | -"
+        else:
+            uncounted = ", ".join(f"{op} x{n}" for op, n in flops["uncounted_ops"].items()) or "none"
+            counted = "{:.3f} | {}x{} | {}".format(flops["gflops_per_image"], *flops["image_size"], uncounted)
+        lines.append(f"| {_label(report, name)} | {_millions(p['total'])} | {_millions(p['trainable'])} | {counted} |")
+    lines += ["", f"FLOPs: {report['flop_convention']}."]
+    return lines
+
+
 def markdown(report: Dict[str, Any]) -> str:
     """The header line and the markdown table(s) of ``report``."""
     load = report["load_average"]
     versions = f"torch {report['torch']}" + (f", torchvision {report['torchvision']}" if report["torchvision"] else "")
+    timed = f", {report['iters']} timed iterations after {report['warmup']} warm-up"
+    if report["task"] == "flops":
+        timed = ""
     lines = [
         f"{versions}, device {report['device']}, {report['threads']} threads; 1-min load average "
         f"{load['before']:.2f} before, {load['after']:.2f} after",
         "",
         f"`{report['config_file']}`, task {report['task']}, input {report['input']}"
         + (" {}x{}".format(*report["image_size"]) if report.get("image_size") else "")
-        + f", {report['iters']} timed iterations after {report['warmup']} warm-up",
+        + timed,
         "",
     ]
     if report["task"] == "data":
@@ -539,6 +833,8 @@ def markdown(report: Dict[str, Any]) -> str:
             f"| {_mib(d['peak_memory_mib'])} |",
         ]
         return "\n".join(lines)
+    if report["task"] == "flops":
+        return "\n".join(lines + size_table(report))
     lines += [
         "| model | images/iteration | iterations/s | images/s | s/iteration median (IQR) | s/image "
         "| peak memory MiB | step extra MiB |",
@@ -546,12 +842,9 @@ def markdown(report: Dict[str, Any]) -> str:
     ]
     for name, f in report["models"].items():
         low, high = f["s_per_iteration_iqr"]
-        label = "torchvision retinanet_resnet50_fpn"
-        if name == "ours":
-            label = f"ours ({os.path.basename(report['config_file'])})"
         lines.append(
-            f"| {label} | {f['images_per_iteration']:.0f} | {f['iterations_per_s']:.3f} | {f['images_per_s']:.3f} "
-            f"| {f['s_per_iteration']:.3f} ({low:.3f}-{high:.3f}) | {f['s_per_image']:.3f} "
+            f"| {_label(report, name)} | {f['images_per_iteration']:.0f} | {f['iterations_per_s']:.3f} "
+            f"| {f['images_per_s']:.3f} | {f['s_per_iteration']:.3f} ({low:.3f}-{high:.3f}) | {f['s_per_image']:.3f} "
             f"| {_mib(f['peak_memory_mib'])} | {_mib(f['step_extra_memory_mib'])} |"
         )
     ratio = report.get("ours_over_torchvision")
@@ -564,6 +857,17 @@ def markdown(report: Dict[str, Any]) -> str:
             "|---|---:|---:|---:|",
             f"| {report['task']} | {ratio['time']:.3f} ({low:.2f}-{high:.2f}) | {ratio['peak_memory']:.2f} | {extra} |",
         ]
+    relative = report.get("relative")
+    if relative:
+        other = os.path.basename(relative["other_config_file"] or relative["other"])
+        header = [f"s/iteration: this / {other}"] + [_label(report, name) for name in relative["time"]]
+        values = [report["task"]] + [f"{v:.3f}" for v in relative["time"].values()]
+        if "ours_over_torchvision" in relative:
+            header.append("ours' ratio / torchvision's ratio")
+            values.append(f"{relative['ours_over_torchvision']:.3f}")
+        lines += ["", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+                  "| " + " | ".join(values) + " |"]
+    lines += [""] + size_table(report)
     last = "; ".join(
         f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in f["last"].items()) for name, f in report["models"].items()
     )
@@ -591,22 +895,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         cfg = load_config(args)
+        other = load_report(args.relative_to, args.task) if args.relative_to else None
         load_before = os.getloadavg()[0]
         result = benchmark_data(cfg, args) if args.task == "data" else benchmark_model(cfg, args)
     except BenchmarkError as e:
         parser.error(str(e))
     device = torch.device(cfg.MODEL.DEVICE)
-    torchvision_version = None
+    torchvision_version = torchvision_model = None
     if args.compare_torchvision:
         import torchvision
 
         torchvision_version = torchvision.__version__
+        torchvision_model = COMPARABLE[cfg.MODEL.META_ARCHITECTURE][0]
     report = {
         "config_file": args.config_file,
         "task": args.task,
         "opts": list(args.opts or []),
         "torch": torch.__version__,
         "torchvision": torchvision_version,
+        "torchvision_model": torchvision_model,
+        "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "iters": args.iters,
@@ -614,6 +922,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "load_average": {"before": load_before, "after": os.getloadavg()[0]},
         **result,
     }
+    if args.relative_to:
+        try:
+            report["relative"] = relative_speed(report, other, args.relative_to)
+        except BenchmarkError as e:
+            parser.error(str(e))
     print(markdown(report))
     if args.json:
         write_json(args.json, report)
