@@ -1,0 +1,215 @@
+"""Markdown tables and pictures of experiment results: the comparison table and its speed-vs-accuracy
+plot, the ablation tables, AP vs gamma, and the focal loss as a function of p_t (the paper's Fig. 1)."""
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .outputs import METRIC_NAMES
+from .presets import AblationTable
+from .runner import DIVERGED, OK, RunRecord
+
+__all__ = [
+    "ablation_markdown",
+    "ap_vs_gamma_plot",
+    "comparison_markdown",
+    "focal_loss_curve_plot",
+    "focal_loss_curves",
+    "markdown_table",
+    "result_cell",
+    "speed_accuracy_plot",
+]
+
+FOCAL_CURVE_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table: ``header`` and ``rows`` of cells (each turned into text with str)."""
+    lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(value: Optional[float], digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _label(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def result_cell(record: Optional[RunRecord]) -> str:
+    """An AP cell: the AP with one decimal, "diverged (it N)", "diverged (AP NaN)", "failed" or
+    "not run" (no record)."""
+    if record is None:
+        return "not run"
+    if record.status == OK:
+        return _number(record.ap)
+    if record.status == DIVERGED:
+        return f"diverged (it {record.diverged_at})" if record.diverged_at is not None else "diverged (AP NaN)"
+    return "failed"
+
+
+def _metric_cells(record: Optional[RunRecord], names: Sequence[str]) -> List[str]:
+    """AP cell (with the status) then the other ``names`` metrics, "-" where there is no number."""
+    first = result_cell(record)
+    if record is None or record.status != OK:
+        return [first] + ["-"] * (len(names) - 1)
+    return [first] + [_number(record.metrics.get(n)) for n in names[1:]]
+
+
+def comparison_markdown(records: Sequence[RunRecord], max_iter: Optional[int] = None) -> str:
+    """The comparison table: one row per record with AP, AP50, AP75, APs, APm, APl (percent), train
+    it/s, inference ms/img (model alone), peak memory MiB; failed and diverged runs say so in AP."""
+    header = ["config", *METRIC_NAMES, "train it/s", "inference ms/img", "peak memory MiB"]
+    rows = []
+    for r in records:
+        rows.append([r.name, *_metric_cells(r, METRIC_NAMES), _number(r.train_its, 2), _number(r.inference_ms, 1),
+                     _number(r.peak_memory_mib, 0)])
+    budget = f"Same budget: SOLVER.MAX_ITER {max_iter} for every config.\n\n" if max_iter is not None else ""
+    return budget + markdown_table(header, rows)
+
+
+def speed_accuracy_plot(records: Sequence[RunRecord], path: str, title: str = "Speed vs. accuracy") -> int:
+    """Write ``path`` (PNG): inference ms/img (x) against AP (y), one labelled point per record that
+    finished with both numbers. Returns the number of points drawn."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    drawn = 0
+    for r in records:
+        if r.status != OK or r.inference_ms is None or math.isnan(r.ap):
+            continue
+        ax.scatter([r.inference_ms], [r.ap], s=40)
+        ax.annotate(r.name, (r.inference_ms, r.ap), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        drawn += 1
+    left_out = [r.name for r in records if r.status != OK]
+    if left_out:
+        title += f"\n(not shown: {', '.join(left_out)})"
+    ax.set_xlabel("inference time (ms / image)")
+    ax.set_ylabel("COCO AP")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.margins(0.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return drawn
+
+
+def _grid_markdown(table: AblationTable, records: Sequence[Optional[RunRecord]]) -> str:
+    row_key, col_key = table.grid
+    row_values: List[Any] = []
+    col_values: List[Any] = []
+    cells: Dict[tuple, Optional[RunRecord]] = {}
+    for row, record in zip(table.rows, records):
+        r, c = row.labels[row_key], row.labels[col_key]
+        if r not in row_values:
+            row_values.append(r)
+        if c not in col_values:
+            col_values.append(c)
+        cells[(r, c)] = record
+    header = [f"{row_key} \\ {col_key}"] + [f"{col_key}={_label(c)}" for c in col_values]
+    rows = [[_label(r)] + [result_cell(cells.get((r, c))) if (r, c) in cells else "" for c in col_values]
+            for r in row_values]
+    return markdown_table(header, rows)
+
+
+def ablation_markdown(table: AblationTable, records: Sequence[Optional[RunRecord]]) -> str:
+    """One ablation table (``records[i]`` is the run of ``table.rows[i]``, None if not run) under its
+    title: a matrix of AP for a grid table, else label columns then AP, AP50, AP75."""
+    if len(records) != len(table.rows):
+        raise ValueError(f"Table ({table.key}) has {len(table.rows)} rows but {len(records)} records were given.")
+    if table.grid is not None:
+        body = _grid_markdown(table, records)
+    else:
+        labels = list(table.rows[0].labels)
+        names = ("AP", "AP50", "AP75")
+        rows = [[_label(row.labels[k]) for k in labels] + _metric_cells(rec, names) for row, rec in zip(table.rows, records)]
+        body = markdown_table(labels + list(names), rows)
+    return f"### {table.title}\n\n{body}\n"
+
+
+def ap_vs_gamma_plot(table: AblationTable, records: Sequence[Optional[RunRecord]], path: str,
+                     gamma_key: str = "gamma", alpha_key: str = "alpha") -> int:
+    """Write ``path`` (PNG): AP against gamma, one line per alpha, from a gamma x alpha ``table`` and
+    its ``records``; runs that did not finish with an AP are left out (and named in the title).
+    Returns the number of points drawn."""
+    plt = _pyplot()
+    by_alpha: Dict[Any, List[tuple]] = {}
+    left_out = []
+    for row, record in zip(table.rows, records):
+        g, a = row.labels[gamma_key], row.labels[alpha_key]
+        if record is not None and record.status == OK and not math.isnan(record.ap):
+            by_alpha.setdefault(a, []).append((g, record.ap))
+        else:
+            left_out.append(f"g={_label(g)} a={_label(a)}")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    drawn = 0
+    for a, points in by_alpha.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"alpha = {_label(a)}")
+        drawn += len(points)
+    title = "AP vs. gamma"
+    if left_out:
+        title += f"\n(no AP: {', '.join(left_out)})"
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("gamma")
+    ax.set_ylabel("COCO AP")
+    ax.grid(True, alpha=0.3)
+    if by_alpha:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return drawn
+
+
+def focal_loss_curves(p_t: np.ndarray, gammas: Sequence[float] = FOCAL_CURVE_GAMMAS) -> Dict[float, np.ndarray]:
+    """The focal loss (no alpha weighting) of a ground-truth class predicted with probability
+    ``p_t`` (1-D array in (0, 1]) for each gamma, computed by ``sigmoid_focal_loss`` on the logits
+    ``log(p_t / (1 - p_t))`` with target 1 (in float64; p_t = 1 is taken as 1 - 1e-12)."""
+    import torch
+
+    from retinadet.modeling.losses import sigmoid_focal_loss
+
+    p = torch.as_tensor(np.asarray(p_t, dtype=np.float64)).clamp(max=1 - 1e-12)
+    if (p <= 0).any():
+        raise ValueError("p_t must lie in (0, 1].")
+    logits = torch.logit(p)
+    targets = torch.ones_like(logits)
+    return {float(g): sigmoid_focal_loss(logits, targets, alpha=-1, gamma=g).numpy() for g in gammas}
+
+
+def focal_loss_curve_plot(path: str, gammas: Sequence[float] = FOCAL_CURVE_GAMMAS, num: int = 500) -> Dict[float, np.ndarray]:
+    """Write ``path`` (PNG): loss against the probability of the ground-truth class, one curve per
+    gamma, as the paper's Figure 1. Returns the curves (``focal_loss_curves`` on ``num`` points)."""
+    plt = _pyplot()
+    p = np.linspace(1.0 / num, 1.0, num)
+    curves = focal_loss_curves(p, gammas)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for g, loss in curves.items():
+        name = "CE" if g == 0 else "FL"
+        ax.plot(p, loss, label=f"gamma = {_label(g)} ({name})")
+    ax.axvspan(0.6, 1.0, color="0.9", zorder=0)
+    ax.text(0.8, 4.6, "well-classified\nexamples", ha="center", va="top", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 5)
+    ax.set_xlabel("probability of ground truth class p_t")
+    ax.set_ylabel("loss")
+    ax.set_title("Focal loss FL(p_t) = -(1 - p_t)^gamma log(p_t)", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return curves

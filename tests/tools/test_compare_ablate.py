@@ -1,0 +1,121 @@
+"""tools/compare.py and tools/ablate.py: bad input refused before any training, the ablation plan,
+and end to end on the tiny shapes splits (three 6-iteration trainings in all, one of them shared by
+both tools through the run hash)."""
+import json
+import os
+import sys
+
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = "configs/quick/retinanet_R_18_shapes_tiny.yaml"
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import ablate  # noqa: E402
+import compare  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("datasets"))
+
+
+def _run(tool, argv, capsys):
+    code = tool.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------ bad input, nothing trained
+def test_unknown_config_path_names_the_closest(tmp_path, capsys):
+    code, out, err = _run(compare, ["--configs", TINY, "configs/quick/retinanet_R18_shapes_tiny.yaml",
+                                    "--output-dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert "'configs/quick/retinanet_R18_shapes_tiny.yaml' does not exist" in err
+    assert "Closest existing config files: configs/quick/retinanet_R_18_shapes_tiny.yaml" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_different_data_sets_are_refused(tmp_path, capsys):
+    code, _, err = _run(compare, ["--configs", TINY, "configs/shapes/retinanet_R_18_FPN.yaml",
+                                  "--output-dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert "DATASETS.TRAIN is ['shapes_train_tiny'] in" in err and "retinanet_R_18_shapes_tiny.yaml" in err
+    assert "but ['shapes_train'] in" in err and "retinanet_R_18_FPN.yaml" in err
+
+
+def test_unknown_presets_list_the_presets(capsys):
+    code, _, err = _run(compare, ["--preset", "two-stag"], capsys)
+    assert code == 2 and "Unknown preset 'two-stag'; presets: two-stage. Did you mean 'two-stage'?" in err
+    code, _, err = _run(ablate, ["--preset", "focl"], capsys)
+    assert code == 2 and "Unknown preset 'focl'; presets: focal. Did you mean 'focal'?" in err
+
+
+def test_unknown_override_key_is_surfaced(tmp_path, capsys):
+    code, _, err = _run(compare, ["--configs", TINY, "SOLVER.BASE_LRR", "0.1", "--output-dir", str(tmp_path)], capsys)
+    assert code == 2 and "Unknown config key 'SOLVER.BASE_LRR'" in err and "Did you mean 'SOLVER.BASE_LR'?" in err
+    code, _, err = _run(ablate, ["--preset", "focal", "--base-config", TINY, "MODEL.HEAD.PRIOR_PRB", "0.5"], capsys)
+    assert code == 2 and "Did you mean 'MODEL.HEAD.PRIOR_PROB'?" in err
+    code, _, err = _run(ablate, ["--preset", "focal", "--base-config", "configs/quick/nothing.yaml"], capsys)
+    assert code == 2 and "--base-config 'configs/quick/nothing.yaml' does not exist" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_focal_plan_is_21_runs_at_the_scaled_budget(tmp_path, data_root, capsys):
+    code, out, _ = _run(ablate, ["--preset", "focal", "--base-config", TINY, "--budget", "2.5", "--dry-run",
+                                 "--output-dir", str(tmp_path), "DATASETS.ROOT", data_root], capsys)
+    assert code == 0
+    assert "24 table cells, 21 distinct runs of 15 iterations" in out
+    # The 6-iteration base (warmup 2, step at 4) scaled by 2.5.
+    assert "SOLVER.MAX_ITER 15 SOLVER.STEPS [10] SOLVER.WARMUP_ITERS 5" in out
+    assert "c_nsc1_nar1" in out and "d_lossCE_priorpi0.5" in out
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ end to end
+def test_compare_then_ablate_share_runs(tmp_path, data_root, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the training processes share two cores
+    out_dir = str(tmp_path / "results")
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(f'_BASE_: "{os.path.join(REPO, TINY)}"\nMODEL:\n  RETINANET:\n    SCORE_THRESH_TEST: 0.0\n')
+    argv = ["--configs", TINY, str(variant), "--iters", "6", "--output-dir", out_dir, "DATASETS.ROOT", data_root]
+    code, out, err = _run(compare, argv, capsys)
+    assert code == 0, out + err
+    results = json.load(open(os.path.join(out_dir, "results.json")))
+    assert results["max_iter"] == 6 and [r["name"] for r in results["runs"]] == ["retinanet_R_18_shapes_tiny", "variant"]
+    for r in results["runs"]:
+        assert r["status"] == "ok" and r["max_iter"] == 6
+        assert 0 <= r["metrics"]["AP"] <= 100 and r["metrics"]["APl"] is None  # the tiny set has no large objects
+        assert r["train_its"] > 0 and r["inference_ms"] > 0 and r["peak_memory_mib"] > 0
+        run_dir = r["output_dir"]
+        assert os.path.basename(run_dir).endswith("-" + r["hash"])
+        assert not os.path.exists(os.path.join(run_dir, "loss_curve.png"))
+        assert not [f for f in os.listdir(run_dir) if f.startswith("model_0")]  # no periodic checkpoints
+    table = open(os.path.join(out_dir, "comparison.md")).read()
+    assert "| config | AP | AP50 | AP75 | APs | APm | APl | train it/s | inference ms/img | peak memory MiB |" in table
+    assert "| variant |" in table
+    assert os.path.getsize(os.path.join(out_dir, "speed_vs_accuracy.png")) > 1000
+
+    # Again: both runs are reused, nothing trains.
+    code, out, _ = _run(compare, argv, capsys)
+    assert code == 0 and "training" not in out
+    assert "[1/2] retinanet_R_18_shapes_tiny: reused, AP" in out and "[2/2] variant: reused, AP" in out
+
+    # Table (c) from the same base: the 9-anchor reference is the compare run of the tiny config.
+    code, out, err = _run(ablate, ["--preset", "focal", "--base-config", TINY, "--tables", "c", "--output-dir", out_dir,
+                                   "DATASETS.ROOT", data_root], capsys)
+    assert code == 0, out + err
+    assert "c_nsc1_nar1: training" in out and "c_nsc3_nar3: reused" in out
+    ablation = json.load(open(os.path.join(out_dir, "results.json")))
+    rows = ablation["tables"]["c"]["rows"]
+    assert [r["labels"] for r in rows] == [{"#sc": 1, "#ar": 1}, {"#sc": 3, "#ar": 3}]
+    assert rows[1]["hash"] == results["runs"][0]["hash"]
+    assert all(r["status"] == "ok" for r in rows)
+    md = open(os.path.join(out_dir, "ablation.md")).read()
+    assert "| #sc | #ar | AP | AP50 | AP75 |" in md and "| 1 | 1 |" in md
+    one_anchor = next(r for r in ablation["runs"] if r["name"] == "c_nsc1_nar1")
+    config = yaml.safe_load(open(os.path.join(one_anchor["output_dir"], "config.yaml")))
+    assert config["MODEL"]["ANCHOR_GENERATOR"]["SCALES"] == [1.0]
+    assert config["MODEL"]["ANCHOR_GENERATOR"]["ASPECT_RATIOS"] == [1.0]
+    assert os.path.getsize(os.path.join(out_dir, "focal_loss_curve.png")) > 1000
+    assert not os.path.exists(os.path.join(out_dir, "ap_vs_gamma.png"))  # table (a) not run

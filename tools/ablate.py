@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Reproduce the focal-loss paper's ablations (Lin et al. 2017, Table 1) with RetinaNet on the embedded
+shapes data set, and write the tables, plots and results.json.
+
+    python tools/ablate.py --preset focal [--budget F] [--base-config C] [--tables a,b,c,d] [KEY VALUE ...]
+
+Tables of the focal preset: (a) gamma in {0, .5, 1, 2, 5} x alpha in {.25, .5, .75} (gamma 0 is
+alpha-balanced CE); (b) FL vs. OHEM (128 anchors per image, NMS .5) and 1:3 sampling (256 anchors
+per image) with plain CE; (c) 1 anchor per location vs. 9; (d) the pi = .01 prior on the class bias
+vs. none (pi = .5, bias 0), for FL and for plain CE. Every row starts from the reference (FL, gamma 2,
+alpha .25, every anchor, the prior, 9 anchors), so a setting in several tables is trained once
+(21 runs for all four tables).
+
+Budget: every run trains for round(F x SOLVER.MAX_ITER of the base config) iterations (--budget F,
+default 1), with SOLVER.STEPS and SOLVER.WARMUP_ITERS scaled by the same factor. The base config
+(--base-config, default configs/shapes/retinanet_R_18_ablation.yaml) is sized for about 2.5 minutes
+a run on a 2-core CPU, so the default preset takes under an hour. Every run also gets
+SOLVER.CHECKPOINT_PERIOD beyond MAX_ITER, TEST.EVAL_PERIOD 0, TEST.VIS_IMAGES 0, TRAIN.LOSS_CURVE
+False; KEY VALUE overrides apply to every run (the tables' own settings win over them).
+
+Leaves in --output-dir (default output/ablate/<preset>): ablation.md, ap_vs_gamma.png,
+focal_loss_curve.png (the paper's Figure 1, from the library's sigmoid_focal_loss), results.json and
+one folder per run, <name>-<hash of the merged config>. Finished runs are reused when the tool runs
+again (an interrupted ablation continues); --force trains them again. A run whose loss becomes
+non-finite is reported as diverged at that iteration; a run that fails otherwise is reported with its
+last log lines and the exit status is 1.
+"""
+import argparse
+import os
+import sys
+from typing import Dict, List, Optional
+
+from retinadet.experiments import cli
+from retinadet.experiments.configs import (
+    SPEED_OVERRIDES,
+    ExperimentInputError,
+    load_config,
+    overrides_from_dict,
+    resolve_config_path,
+    schedule_overrides,
+)
+from retinadet.experiments.presets import ABLATION_PRESETS, get_preset, row_overrides, run_name, select_tables
+from retinadet.experiments.report import ablation_markdown, ap_vs_gamma_plot, focal_loss_curve_plot
+from retinadet.experiments.runner import PlannedRun, RunSpec, describe, plan_run, run_all
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", required=True, help=f"the ablation: {', '.join(sorted(ABLATION_PRESETS))}")
+    parser.add_argument("--base-config", default=None, help="config every run starts from (default: the preset's)")
+    parser.add_argument("--budget", type=float, default=1.0,
+                        help="factor on the base config's SOLVER.MAX_ITER (default 1)")
+    parser.add_argument("--tables", default=None, help="comma-separated tables to run, e.g. a,c (default: all)")
+    parser.add_argument("--output-dir", default=None, help="folder of the results and runs")
+    parser.add_argument("--force", action="store_true", help="train again even where a finished run exists")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs and their overrides, train nothing")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                        help="config overrides for every run, KEY VALUE pairs (e.g. DATASETS.ROOT /data)")
+    return parser
+
+
+def plan(args: argparse.Namespace) -> dict:
+    """Check every input and plan the runs, training nothing. Returns {"preset", "tables", "cells":
+    {table key: [PlannedRun per row]}, "runs": [unique PlannedRun], "max_iter", "base_config",
+    "output_dir", "overrides"}. Raises ExperimentInputError."""
+    preset = get_preset(args.preset, ABLATION_PRESETS)
+    keys = [k.strip() for k in args.tables.split(",") if k.strip()] if args.tables else None
+    tables = select_tables(preset, keys)
+    overrides = cli.user_overrides(list(args.opts or []))
+    if args.base_config is None:
+        base = resolve_config_path(preset.base_config, what=f"base config of preset {preset.name!r} (--base-config)")
+    else:
+        base = resolve_config_path(args.base_config, what="--base-config")
+    base_cfg = load_config(base, overrides, source="the command line")
+    if not args.budget > 0:
+        raise ExperimentInputError(f"--budget must be a positive factor; got {args.budget}.")
+    max_iter = max(1, int(round(args.budget * base_cfg.SOLVER.MAX_ITER)))
+    schedule = schedule_overrides(base_cfg, max_iter)
+    output_dir = args.output_dir or os.path.join("output", "ablate", preset.name)
+
+    cells: Dict[str, List[PlannedRun]] = {}
+    unique: Dict[str, PlannedRun] = {}
+    own: Dict[str, List[str]] = {}
+    for table in tables:
+        cells[table.key] = []
+        for row in table.rows:
+            run_overrides = [*SPEED_OVERRIDES, *overrides, *schedule, *overrides_from_dict(row_overrides(preset, row))]
+            planned = plan_run(RunSpec(run_name(table, row), base, tuple(run_overrides)), output_dir)
+            planned = unique.setdefault(planned.hash, planned)
+            own.setdefault(planned.hash, overrides_from_dict(row.overrides))
+            cells[table.key].append(planned)
+    shadowed = sorted({k for k in overrides[0::2] for t in tables for r in t.rows if k in row_overrides(preset, r)})
+    return {"preset": preset, "tables": tables, "cells": cells, "runs": list(unique.values()), "max_iter": max_iter,
+            "base_config": base, "output_dir": output_dir, "overrides": overrides, "shadowed": shadowed,
+            "own_overrides": own, "schedule": schedule}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        planned = plan(args)
+    except ExperimentInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    preset, tables, runs, output_dir = planned["preset"], planned["tables"], planned["runs"], planned["output_dir"]
+    cells_total = sum(len(t.rows) for t in tables)
+    print(f"Ablation {preset.name!r} from {planned['base_config']}: {cells_total} table cells, {len(runs)} distinct "
+          f"runs of {planned['max_iter']} iterations, in {output_dir}.")
+    if planned["shadowed"]:
+        print(f"note: the tables set {', '.join(planned['shadowed'])} themselves; their values replace the command line's.")
+    if args.dry_run:
+        common = [*SPEED_OVERRIDES, *planned["overrides"], *planned["schedule"]]
+        print(f"Every run: {' '.join(common)}\nthen the reference: {' '.join(overrides_from_dict(preset.reference))}")
+        for run in runs:
+            print(f"  {run.spec.name} [{run.hash}]: {' '.join(planned['own_overrides'][run.hash]) or '(the reference)'}")
+        return 0
+    records = run_all(runs, reuse=not args.force, progress=lambda line: print(line, flush=True))
+    by_hash = {r.hash: r for r in records}
+    os.makedirs(output_dir, exist_ok=True)
+
+    sections = []
+    results_tables = {}
+    for table in tables:
+        table_records = [by_hash[p.hash] for p in planned["cells"][table.key]]
+        sections.append(ablation_markdown(table, table_records))
+        results_tables[table.key] = {
+            "title": table.title,
+            "rows": [{"labels": row.labels, "run": rec.name, "hash": rec.hash, "status": rec.status, "metrics":
+                      rec.to_dict()["metrics"], "diverged_at": rec.diverged_at}
+                     for row, rec in zip(table.rows, table_records)],
+        }
+        if table.key == "a" and "ap_vs_gamma" in preset.plots:
+            ap_vs_gamma_plot(table, table_records, os.path.join(output_dir, "ap_vs_gamma.png"))
+    if "focal_loss_curve" in preset.plots:
+        focal_loss_curve_plot(os.path.join(output_dir, "focal_loss_curve.png"))
+    header = (f"# Ablation: {preset.description}\n\nBase config {planned['base_config']}, SOLVER.MAX_ITER "
+              f"{planned['max_iter']} for every run; AP in percent on the test set.\n\n")
+    text = header + "\n".join(sections)
+    cli.write_text(os.path.join(output_dir, "ablation.md"), text)
+    cli.write_json(os.path.join(output_dir, "results.json"), {
+        "tool": "ablate", "preset": preset.name, "base_config": planned["base_config"],
+        "max_iter": planned["max_iter"], "budget": args.budget, "overrides": planned["overrides"],
+        "tables": results_tables, "runs": [r.to_dict() for r in records],
+    })
+    print("\n" + text)
+    for r in records:
+        print(f"{r.name}: {describe(r)}")
+    print(f"Results in {output_dir}: ablation.md, results.json and the plots.")
+    return cli.exit_status(records)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
