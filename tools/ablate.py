@@ -11,6 +11,12 @@ vs. none (pi = .5, bias 0), for FL and for plain CE. Every row starts from the r
 alpha .25, every anchor, the prior, 9 anchors), so a setting in several tables is trained once
 (21 runs for all four tables).
 
+Backbone: the preset first trains one run of its pretraining config (for focal,
+configs/shapes/retinanet_R_18_ablation_pretrain.yaml: the same model, longer, trainable BN) and every
+row then starts from that run's ResNet (MODEL.BACKBONE.WEIGHTS) with a fresh FPN and heads, as every
+row of the paper starts from one ImageNet ResNet; --pretrain-config none trains the rows from scratch
+(the default with --base-config). The pretraining run is reused like the rows.
+
 Budget: every run trains for round(F x SOLVER.MAX_ITER of the base config) iterations (--budget F,
 default 1), with SOLVER.STEPS and SOLVER.WARMUP_ITERS scaled by the same factor. The base config
 (--base-config, default configs/shapes/retinanet_R_18_ablation.yaml) is sized for about 2.5 minutes
@@ -39,6 +45,7 @@ from retinadet.experiments.configs import (
     resolve_config_path,
     schedule_overrides,
 )
+from retinadet.experiments.pretraining import BACKBONE_FILE, export_backbone_weights
 from retinadet.experiments.presets import ABLATION_PRESETS, get_preset, row_overrides, run_name, select_tables
 from retinadet.experiments.report import ablation_markdown, ap_vs_gamma_plot, focal_loss_curve_plot
 from retinadet.experiments.runner import PlannedRun, RunSpec, describe, plan_run, run_all
@@ -49,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", required=True, help=f"the ablation: {', '.join(sorted(ABLATION_PRESETS))}")
     parser.add_argument("--base-config", default=None, help="config every run starts from (default: the preset's)")
+    parser.add_argument("--pretrain-config", default=None,
+                        help="config of the run whose backbone every row starts from; 'none' for rows from "
+                             "scratch (default: the preset's, or none with --base-config)")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="factor on the base config's SOLVER.MAX_ITER (default 1)")
     parser.add_argument("--tables", default=None, help="comma-separated tables to run, e.g. a,c (default: all)")
@@ -78,6 +88,8 @@ def plan(args: argparse.Namespace) -> dict:
     max_iter = max(1, int(round(args.budget * base_cfg.SOLVER.MAX_ITER)))
     schedule = schedule_overrides(base_cfg, max_iter)
     output_dir = args.output_dir or os.path.join("output", "ablate", preset.name)
+    pretrain = _plan_pretraining(args, preset, overrides, output_dir)
+    backbone = ["MODEL.BACKBONE.WEIGHTS", os.path.join(pretrain.output_dir, BACKBONE_FILE)] if pretrain else []
 
     cells: Dict[str, List[PlannedRun]] = {}
     unique: Dict[str, PlannedRun] = {}
@@ -85,7 +97,8 @@ def plan(args: argparse.Namespace) -> dict:
     for table in tables:
         cells[table.key] = []
         for row in table.rows:
-            run_overrides = [*SPEED_OVERRIDES, *overrides, *schedule, *overrides_from_dict(row_overrides(preset, row))]
+            run_overrides = [*SPEED_OVERRIDES, *overrides, *schedule, *backbone,
+                             *overrides_from_dict(row_overrides(preset, row))]
             planned = plan_run(RunSpec(run_name(table, row), base, tuple(run_overrides)), output_dir)
             planned = unique.setdefault(planned.hash, planned)
             own.setdefault(planned.hash, overrides_from_dict(row.overrides))
@@ -93,7 +106,22 @@ def plan(args: argparse.Namespace) -> dict:
     shadowed = sorted({k for k in overrides[0::2] for t in tables for r in t.rows if k in row_overrides(preset, r)})
     return {"preset": preset, "tables": tables, "cells": cells, "runs": list(unique.values()), "max_iter": max_iter,
             "base_config": base, "output_dir": output_dir, "overrides": overrides, "shadowed": shadowed,
-            "own_overrides": own, "schedule": schedule}
+            "own_overrides": own, "schedule": schedule, "pretrain": pretrain}
+
+
+def _plan_pretraining(args: argparse.Namespace, preset, overrides: List[str], output_dir: str) -> Optional[PlannedRun]:
+    """The pretraining run (its config from --pretrain-config, else the preset's unless --base-config
+    replaces the base), with the same budget factor and overrides as the rows; None for none."""
+    path = args.pretrain_config
+    if path is None:
+        path = preset.pretrain_config if args.base_config is None else None
+    if path is None or path.lower() == "none":
+        return None
+    path = resolve_config_path(path, what="--pretrain-config")
+    cfg = load_config(path, overrides, source="the command line")
+    max_iter = max(1, int(round(args.budget * cfg.SOLVER.MAX_ITER)))
+    spec = RunSpec("pretrain", path, (*SPEED_OVERRIDES, *overrides, *schedule_overrides(cfg, max_iter)))
+    return plan_run(spec, output_dir)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -111,10 +139,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"note: the tables set {', '.join(planned['shadowed'])} themselves; their values replace the command line's.")
     if args.dry_run:
         common = [*SPEED_OVERRIDES, *planned["overrides"], *planned["schedule"]]
+        if planned["pretrain"] is not None:
+            pre = planned["pretrain"]
+            print(f"First: pretrain [{pre.hash}] {pre.spec.config_file}, {pre.max_iter} iterations; every row then "
+                  f"loads its backbone (MODEL.BACKBONE.WEIGHTS {os.path.join(pre.output_dir, BACKBONE_FILE)}).")
         print(f"Every run: {' '.join(common)}\nthen the reference: {' '.join(overrides_from_dict(preset.reference))}")
         for run in runs:
             print(f"  {run.spec.name} [{run.hash}]: {' '.join(planned['own_overrides'][run.hash]) or '(the reference)'}")
         return 0
+    pretrain = planned["pretrain"]
+    pretrain_record = None
+    if pretrain is not None:
+        print(f"Pretraining the rows' backbone: {pretrain.spec.config_file}, {pretrain.max_iter} iterations.")
+        pretrain_record = run_all([pretrain], reuse=not args.force, progress=lambda line: print(line, flush=True))[0]
+        if pretrain_record.status != "ok":
+            print(f"error: the pretraining run did not finish ({describe(pretrain_record)}); no row can start. "
+                  f"Its log: {pretrain.output_dir}", file=sys.stderr)
+            return 1
+        export_backbone_weights(pretrain.output_dir)
     records = run_all(runs, reuse=not args.force, progress=lambda line: print(line, flush=True))
     by_hash = {r.hash: r for r in records}
     os.makedirs(output_dir, exist_ok=True)
@@ -136,12 +178,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         focal_loss_curve_plot(os.path.join(output_dir, "focal_loss_curve.png"))
     header = (f"# Ablation: {preset.description}\n\nBase config {planned['base_config']}, SOLVER.MAX_ITER "
               f"{planned['max_iter']} for every run; AP in percent on the test set.\n\n")
+    if pretrain_record is not None:
+        header += (f"Every run starts from the backbone of one pretraining run ({pretrain.spec.config_file}, "
+                   f"{pretrain.max_iter} iterations, {describe(pretrain_record)}); FPN and heads start from "
+                   "scratch.\n\n")
     text = header + "\n".join(sections)
     cli.write_text(os.path.join(output_dir, "ablation.md"), text)
     cli.write_json(os.path.join(output_dir, "results.json"), {
         "tool": "ablate", "preset": preset.name, "base_config": planned["base_config"],
         "max_iter": planned["max_iter"], "budget": args.budget, "overrides": planned["overrides"],
         "tables": results_tables, "runs": [r.to_dict() for r in records],
+        "pretrain": pretrain_record.to_dict() if pretrain_record is not None else None,
     })
     print("\n" + text)
     for r in records:

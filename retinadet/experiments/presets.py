@@ -51,7 +51,9 @@ class AblationPreset:
     """A set of ablation tables trained from ``base_config`` (relative to the repository).
     ``reference``: the overrides of the reference setting every row starts from, so that one
     setting appearing in several tables is one run. ``plots``: the pictures tools/ablate.py draws
-    ("ap_vs_gamma" from table "a", "focal_loss_curve")."""
+    ("ap_vs_gamma" from table "a", "focal_loss_curve"). ``pretrain_config``: a run made before the
+    rows, whose trained ResNet every row loads (MODEL.BACKBONE.WEIGHTS), as the paper's rows all
+    start from one ImageNet ResNet."""
 
     name: str
     description: str
@@ -60,6 +62,8 @@ class AblationPreset:
     tables: Tuple[AblationTable, ...]
     # Pictures tools/ablate.py draws: "ap_vs_gamma" (needs table "a") and "focal_loss_curve".
     plots: Tuple[str, ...] = ()
+    # Config of one run made first, whose trained backbone every row starts from (None: from scratch).
+    pretrain_config: Optional[str] = None
 
 
 def row_overrides(preset: AblationPreset, row: AblationRow) -> Dict[str, Any]:
@@ -146,6 +150,7 @@ ABLATION_PRESETS: Dict[str, AblationPreset] = {
         reference=_FOCAL_REFERENCE,
         tables=_FOCAL_TABLES,
         plots=("ap_vs_gamma", "focal_loss_curve"),
+        pretrain_config="configs/shapes/retinanet_R_18_ablation_pretrain.yaml",
     ),
 }
 

@@ -72,6 +72,23 @@ def test_focal_plan_is_21_runs_at_the_scaled_budget(tmp_path, data_root, capsys)
     assert os.listdir(tmp_path) == []
 
 
+def test_rows_start_from_the_pretraining_runs_backbone(tmp_path, data_root, capsys):
+    argv = ["--preset", "focal", "--tables", "c", "--dry-run", "--output-dir", str(tmp_path)]
+    opts = ["DATASETS.ROOT", data_root]
+    code, out, _ = _run(ablate, argv + opts, capsys)  # the preset's own base and pretraining configs
+    assert code == 0
+    assert "First: pretrain [" in out and "configs/shapes/retinanet_R_18_ablation_pretrain.yaml" in out
+    assert f"(MODEL.BACKBONE.WEIGHTS {tmp_path}{os.sep}pretrain-" in out and out.count("backbone.pth") == 1
+    # A replaced base config trains its rows from scratch unless a pretraining config is named.
+    code, out, _ = _run(ablate, argv + ["--base-config", TINY] + opts, capsys)
+    assert code == 0 and "pretrain" not in out
+    code, out, _ = _run(ablate, argv + ["--base-config", TINY, "--pretrain-config", TINY] + opts, capsys)
+    assert code == 0 and "First: pretrain [" in out
+    code, _, err = _run(ablate, argv + ["--pretrain-config", "configs/quick/nothing.yaml"] + opts, capsys)
+    assert code == 2 and "--pretrain-config 'configs/quick/nothing.yaml' does not exist" in err
+    assert os.listdir(tmp_path) == []
+
+
 # ------------------------------------------------------------------ end to end
 def test_compare_then_ablate_share_runs(tmp_path, data_root, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the training processes share two cores

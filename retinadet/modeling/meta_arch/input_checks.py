@@ -69,8 +69,12 @@ def _check_boxes_of_image(i: int, boxes: Tensor, key: str = "boxes") -> None:
         )
 
 
-def check_targets(batched_inputs: Sequence[Dict], num_classes: int) -> List[Dict[str, Tensor]]:
+def check_targets(
+    batched_inputs: Sequence[Dict], num_classes: int, num_classes_key: str = "MODEL.RETINANET.NUM_CLASSES"
+) -> List[Dict[str, Tensor]]:
     """Check training targets; return [{"boxes": (N, 4) float, "labels": (N,) int64}] per image.
+
+    ``num_classes_key`` is the config key of ``num_classes``, named when a label is out of range.
 
     An optional "crowd_boxes" (K, 4) xyxy entry (crowd regions, e.g. COCO iscrowd) is checked like
     "boxes" and passed on; the matcher makes the anchors they cover IGNORE instead of NEGATIVE.
@@ -96,7 +100,7 @@ def check_targets(batched_inputs: Sequence[Dict], num_classes: int) -> List[Dict
             j = int(outside.nonzero()[0])
             raise ValueError(
                 f"batched_inputs[{i}]['labels'][{j}] = {int(labels[j])} is outside [0, {num_classes}) "
-                "(MODEL.RETINANET.NUM_CLASSES)."
+                f"({num_classes_key})."
             )
         target = {"boxes": boxes.float(), "labels": labels.long()}
         if "crowd_boxes" in item:

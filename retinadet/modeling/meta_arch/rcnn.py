@@ -107,7 +107,7 @@ class GeneralizedRCNN(nn.Module):
         images = self.preprocess_image(batched_inputs)
         targets: Optional[List[Dict[str, Tensor]]] = None
         if self.training:
-            targets = check_targets(batched_inputs, self.num_classes)
+            targets = check_targets(batched_inputs, self.num_classes, "MODEL.ROI_HEADS.NUM_CLASSES")
             targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
         features = self.forward_features(images)
         proposals, proposal_losses = self.proposal_generator(images, features, targets)
