@@ -19,10 +19,10 @@ row of the paper starts from one ImageNet ResNet; --pretrain-config none trains 
 
 Budget: every run trains for round(F x SOLVER.MAX_ITER of the base config) iterations (--budget F,
 default 1), with SOLVER.STEPS and SOLVER.WARMUP_ITERS scaled by the same factor. The base config
-(--base-config, default configs/shapes/retinanet_R_18_ablation.yaml) is sized for about 2.5 minutes
-a run on a 2-core CPU, so the default preset takes under an hour. Every run also gets
-SOLVER.CHECKPOINT_PERIOD beyond MAX_ITER, TEST.EVAL_PERIOD 0, TEST.VIS_IMAGES 0, TRAIN.LOSS_CURVE
-False; KEY VALUE overrides apply to every run (the tables' own settings win over them).
+(--base-config, default configs/shapes/retinanet_R_18_ablation.yaml) is sized for about 2 minutes
+a run on a 2-core CPU and its pretraining run for about 9, so the default preset takes under an hour.
+Every run also gets SOLVER.CHECKPOINT_PERIOD beyond MAX_ITER, TEST.EVAL_PERIOD 0, TEST.VIS_IMAGES 0,
+TRAIN.LOSS_CURVE False; KEY VALUE overrides apply to every run (the tables' own settings win).
 
 Leaves in --output-dir (default output/ablate/<preset>): ablation.md, ap_vs_gamma.png,
 focal_loss_curve.png (the paper's Figure 1, from the library's sigmoid_focal_loss), results.json and

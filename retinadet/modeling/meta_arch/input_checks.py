@@ -4,7 +4,9 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["check_images", "check_targets"]
+from ...structures import ImageList
+
+__all__ = ["check_images", "check_targets", "normalize_and_pad"]
 
 _IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -108,3 +110,13 @@ def check_targets(
             target["crowd_boxes"] = item["crowd_boxes"].float()
         targets.append(target)
     return targets
+
+
+def normalize_and_pad(
+    batched_inputs: Sequence[Dict], pixel_mean: Tensor, pixel_std: Tensor, size_divisibility: int
+) -> ImageList:
+    """Check the images, normalise each ((x - mean) / std, (3, 1, 1) tensors on the model's device,
+    in float32) and pad them into an ImageList whose sides are multiples of ``size_divisibility``."""
+    check_images(batched_inputs)
+    images = [(x["image"].to(pixel_mean.device, torch.float32) - pixel_mean) / pixel_std for x in batched_inputs]
+    return ImageList.from_tensors(images, size_divisibility)

@@ -13,7 +13,7 @@ from ...registry import (
 )
 from ...structures import ImageList
 from ..build import build
-from .input_checks import check_images, check_targets
+from .input_checks import check_targets, normalize_and_pad
 from .postprocess import rescale_detections
 
 __all__ = ["GeneralizedRCNN"]
@@ -91,12 +91,7 @@ class GeneralizedRCNN(nn.Module):
 
     def preprocess_image(self, batched_inputs: Sequence[Dict]) -> ImageList:
         """Check, normalise ((x - mean) / std) and pad the images into an ImageList."""
-        check_images(batched_inputs)
-        images = [
-            (x["image"].to(self.device, torch.float32) - self.pixel_mean) / self.pixel_std
-            for x in batched_inputs
-        ]
-        return ImageList.from_tensors(images, self.size_divisibility)
+        return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
 
     def forward_features(self, images: ImageList) -> Dict[str, Tensor]:
         """Pyramid features {name: (N, C, Hi, Wi)} of a padded batch."""

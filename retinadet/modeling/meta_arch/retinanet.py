@@ -17,7 +17,7 @@ from ...registry import (
 )
 from ...structures import ImageList
 from ..build import build
-from .input_checks import check_images, check_targets
+from .input_checks import check_targets, normalize_and_pad
 from .losses import dense_detection_losses
 from .postprocess import detections_per_image, rescale_detections
 
@@ -141,12 +141,7 @@ class RetinaNet(nn.Module):
 
     def preprocess_image(self, batched_inputs: Sequence[Dict]) -> ImageList:
         """Check, normalise ((x - mean) / std) and pad the images into an ImageList."""
-        check_images(batched_inputs)
-        images = [
-            (x["image"].to(self.device, torch.float32) - self.pixel_mean) / self.pixel_std
-            for x in batched_inputs
-        ]
-        return ImageList.from_tensors(images, self.size_divisibility)
+        return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
 
     def forward_features(self, images: ImageList):
         """Dense network: (logits_per_level, deltas_per_level, anchors_per_level) for a batch."""
