@@ -32,12 +32,14 @@ non-finite is reported as diverged at that iteration; a run that fails otherwise
 last log lines and the exit status is 1.
 """
 import argparse
+import dataclasses
 import os
 import sys
 from typing import Dict, List, Optional
 
 from retinadet.experiments import cli
 from retinadet.experiments.configs import (
+    REPO_ROOT,
     SPEED_OVERRIDES,
     ExperimentInputError,
     load_config,
@@ -124,6 +126,12 @@ def _plan_pretraining(args: argparse.Namespace, preset, overrides: List[str], ou
     return plan_run(spec, output_dir)
 
 
+def _shown(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it, for the tables."""
+    relative = os.path.relpath(path, REPO_ROOT)
+    return path if relative.startswith("..") else relative
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -176,12 +184,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             ap_vs_gamma_plot(table, table_records, os.path.join(output_dir, "ap_vs_gamma.png"))
     if "focal_loss_curve" in preset.plots:
         focal_loss_curve_plot(os.path.join(output_dir, "focal_loss_curve.png"))
-    header = (f"# Ablation: {preset.description}\n\nBase config {planned['base_config']}, SOLVER.MAX_ITER "
+    header = (f"# Ablation: {preset.description}\n\nBase config {_shown(planned['base_config'])}, SOLVER.MAX_ITER "
               f"{planned['max_iter']} for every run; AP in percent on the test set.\n\n")
     if pretrain_record is not None:
-        header += (f"Every run starts from the backbone of one pretraining run ({pretrain.spec.config_file}, "
-                   f"{pretrain.max_iter} iterations, {describe(pretrain_record)}); FPN and heads start from "
-                   "scratch.\n\n")
+        header += (f"Every run starts from the backbone of one pretraining run ({_shown(pretrain.spec.config_file)}, "
+                   f"{pretrain.max_iter} iterations, {describe(dataclasses.replace(pretrain_record, reused=False))}); "
+                   "FPN and heads start from scratch.\n\n")
     text = header + "\n".join(sections)
     cli.write_text(os.path.join(output_dir, "ablation.md"), text)
     cli.write_json(os.path.join(output_dir, "results.json"), {
