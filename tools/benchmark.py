@@ -326,7 +326,8 @@ class TorchvisionDetector(nn.Module):
         self.to(torch.device(cfg.MODEL.DEVICE))
 
     def build(self, cfg: CfgNode) -> nn.Module:
-        raise NotImplementedError
+        """The torchvision model for ``cfg``; each subclass names its own."""
+        raise NotImplementedError(f"{type(self).__name__} does not say which torchvision model to build.")
 
     def rename_losses(self, losses: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return losses
