@@ -16,24 +16,39 @@ import numpy as np
 from PIL import Image
 
 from .catalog import DatasetCatalog, MetadataCatalog
-from .shapes_drawing import DEFAULT_IMAGE_SIZE, SHAPE_NAMES, Shape, mask_box, render_sample
+from .shapes_drawing import (
+    DEFAULT_IMAGE_SIZE, SHAPE_NAMES, SHAPES_TIERS, Shape, ShapesTier, get_tier, mask_box, render_sample,
+)
 
 __all__ = [
-    "SHAPE_NAMES", "DEFAULT_IMAGE_SIZE", "SHAPES_SPLITS", "Shape", "mask_box", "render_sample", "generate",
-    "register_shapes", "register_shapes_from_config", "main",
+    "SHAPE_NAMES", "DEFAULT_IMAGE_SIZE", "SHAPES_SPLITS", "SHAPES_TIERS", "Shape", "ShapesTier", "get_tier",
+    "mask_box", "render_sample", "generate", "register_shapes", "register_shapes_from_config", "main",
 ]
 
 logger = logging.getLogger(__name__)
 
-# Registered name -> (split folder, number of images, seed).
+# Registered name -> (split folder, number of images, seed, tier); a 3-tuple means the hard tier.
 SHAPES_SPLITS = {
-    "shapes_train": ("train", 1000, 0),
-    "shapes_val": ("val", 200, 1),
+    # The hard tier: the benchmark (mostly COCO-small objects, low contrast, shape-like clutter).
+    "shapes_train": ("train", 1000, 0, "hard"),
+    "shapes_val": ("val", 200, 1, "hard"),
     # Seconds to generate: for configs/quick/ and the end-to-end tests.
-    "shapes_train_tiny": ("train_tiny", 32, 2),
-    "shapes_val_tiny": ("val_tiny", 16, 3),
+    "shapes_train_tiny": ("train_tiny", 32, 2, "hard"),
+    "shapes_val_tiny": ("val_tiny", 16, 3, "hard"),
+    # The easy tier: what the demo learns in minutes on a CPU (see shapes_drawing.SHAPES_TIERS).
+    "shapes_easy_train": ("easy_train", 2000, 4, "easy"),
+    "shapes_easy_val": ("easy_val", 200, 5, "easy"),
 }
-_VERSION = 1  # bump when shapes_drawing.py changes, so stale sets on disk are regenerated
+_VERSION = 2  # bump when shapes_drawing.py changes, so stale sets on disk are regenerated
+
+
+def _split_spec(spec: Sequence) -> Tuple[str, int, int, str]:
+    """(folder, num_images, seed[, tier]) -> (folder, num_images, seed, tier)."""
+    if len(spec) == 3:
+        return (spec[0], int(spec[1]), int(spec[2]), "hard")
+    if len(spec) == 4:
+        return (spec[0], int(spec[1]), int(spec[2]), get_tier(spec[3]).name)
+    raise ValueError(f"A shapes split is (folder, num_images, seed) or (folder, num_images, seed, tier); got {spec!r}.")
 
 
 def _image_shape(rng: np.random.Generator, image_size: Tuple[int, int]) -> Tuple[int, int]:
@@ -43,7 +58,8 @@ def _image_shape(rng: np.random.Generator, image_size: Tuple[int, int]) -> Tuple
     return (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
 
 
-def _params(split: str, num_images: int, seed: int, num_classes: int, image_size: Sequence[int]) -> Dict:
+def _params(split: str, num_images: int, seed: int, num_classes: int, image_size: Sequence[int],
+            tier: str = "hard") -> Dict:
     if not 1 <= num_classes <= len(SHAPE_NAMES):
         raise ValueError(f"num_classes={num_classes} for shapes split '{split}'; valid: "
                          f"1..{len(SHAPE_NAMES)} ({', '.join(SHAPE_NAMES)}).")
@@ -55,7 +71,7 @@ def _params(split: str, num_images: int, seed: int, num_classes: int, image_size
         raise ValueError(f"image_size={tuple(image_size)} for shapes split '{split}'; need (min, max) of the "
                          f"longer side with 32 <= min <= max.")
     return {"generator": __name__, "version": _VERSION, "split": split, "num_images": int(num_images),
-            "seed": int(seed), "num_classes": int(num_classes), "image_size": size}
+            "seed": int(seed), "num_classes": int(num_classes), "image_size": size, "tier": get_tier(tier).name}
 
 
 def _is_complete(folder: str, params: Dict) -> bool:
@@ -75,7 +91,7 @@ def _write_image(folder: str, params: Dict, index: int) -> Tuple[Dict, List[Dict
     # One generator per image: image i is the same whatever num_images is, and any drawing order works.
     rng = np.random.default_rng([params["seed"], index])
     height, width = _image_shape(rng, params["image_size"])
-    pixels, objects = render_sample(rng, height, width, params["num_classes"])
+    pixels, objects = render_sample(rng, height, width, params["num_classes"], tier=params["tier"])
     file_name = f"{index:06d}.png"
     # Noisy images hardly compress; level 1 is several times faster than the default at nearly the same size.
     Image.fromarray(pixels).save(os.path.join(folder, "images", file_name), format="PNG", compress_level=1)
@@ -105,11 +121,13 @@ def _write_split(folder: str, params: Dict) -> None:
 
 
 def generate(root: str, split: str, num_images: int, seed: int, num_classes: int = 6,
-             image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE) -> str:
-    """Write ``root/shapes/<split>/images/*.png`` and ``annotations.json`` (COCO format, bbox xywh) and
-    return the json path. ``image_size`` is the (min, max) of the longer side. The split is built in a
-    temporary folder and renamed into place; a complete split made with the same parameters is reused."""
-    params = _params(split, num_images, seed, num_classes, image_size)
+             image_size: Optional[Tuple[int, int]] = None, tier: str = "hard") -> str:
+    """Write ``root/shapes/<split>/images/*.png`` and ``annotations.json`` (COCO format, bbox xywh) of
+    ``tier`` (a name of SHAPES_TIERS) and return the json path. ``image_size`` is the (min, max) of the
+    longer side (default: the tier's). The split is built in a temporary folder and renamed into place;
+    a complete split made with the same parameters is reused."""
+    image_size = get_tier(tier).image_size if image_size is None else image_size
+    params = _params(split, num_images, seed, num_classes, image_size, tier)
     base = os.path.join(root, "shapes")
     target = os.path.join(base, split)
     json_file = os.path.join(target, "annotations.json")
@@ -137,22 +155,25 @@ def generate(root: str, split: str, num_images: int, seed: int, num_classes: int
 
 
 def _load_split(name: str, root: str, split: str, num_images: int, seed: int, num_classes: int,
-                image_size: Tuple[int, int]) -> List[Dict]:
+                image_size: Tuple[int, int], tier: str = "hard") -> List[Dict]:
     from retinadet.data.coco import load_coco_json  # imported late: registration must not need it
 
-    json_file = generate(root, split, num_images, seed, num_classes, image_size)
+    json_file = generate(root, split, num_images, seed, num_classes, image_size, tier)
     return load_coco_json(json_file, os.path.join(os.path.dirname(json_file), "images"), dataset_name=name)
 
 
 def register_shapes(root: str = "./datasets", num_classes: int = 6,
-                    image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE,
-                    splits: Optional[Dict[str, Tuple[str, int, int]]] = None) -> List[str]:
-    """Register the shapes splits (name -> (split folder, num_images, seed), default SHAPES_SPLITS)
-    lazily: images are generated under ``root`` on the first ``DatasetCatalog.get``. Registering again
-    with the same root is a no-op; another root re-points the names to it. Returns the names."""
+                    image_size: Optional[Tuple[int, int]] = None,
+                    splits: Optional[Dict[str, Tuple]] = None) -> List[str]:
+    """Register the shapes splits (name -> (split folder, num_images, seed[, tier]), default
+    SHAPES_SPLITS) lazily: images are generated under ``root`` on the first ``DatasetCatalog.get``.
+    ``image_size`` overrides every tier's longer-side range. Registering again with the same root is a
+    no-op; another root re-points the names to it. Returns the names."""
     root = os.path.abspath(os.path.expanduser(root))
-    for name, (split, num_images, seed) in (splits or SHAPES_SPLITS).items():
-        _params(split, num_images, seed, num_classes, image_size)  # fail now, not at first use
+    for name, spec in (splits or SHAPES_SPLITS).items():
+        split, num_images, seed, tier = _split_spec(spec)
+        size = tuple(get_tier(tier).image_size if image_size is None else image_size)
+        _params(split, num_images, seed, num_classes, size, tier)  # fail now, not at first use
         folder = os.path.join(root, "shapes", split)
         json_file = os.path.join(folder, "annotations.json")
         if name in DatasetCatalog:
@@ -164,9 +185,10 @@ def register_shapes(root: str = "./datasets", num_classes: int = 6,
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
         DatasetCatalog.register(name, functools.partial(_load_split, name, root, split, num_images, seed,
-                                                        num_classes, tuple(image_size)))
+                                                        num_classes, size, tier))
         MetadataCatalog.get(name).set(thing_classes=list(SHAPE_NAMES[:num_classes]), json_file=json_file,
-                                      image_root=os.path.join(folder, "images"), evaluator_type="coco")
+                                      image_root=os.path.join(folder, "images"), evaluator_type="coco",
+                                      shapes_tier=tier)
     return list(splits or SHAPES_SPLITS)
 
 
@@ -183,13 +205,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--num-images", type=int, default=200, help="number of images (default: 200)")
     parser.add_argument("--seed", type=int, default=1, help="random seed, >= 0 (default: 1)")
     parser.add_argument("--num-classes", type=int, default=6, help=f"1..{len(SHAPE_NAMES)} (default: 6)")
-    parser.add_argument("--image-size", type=int, nargs="+", default=list(DEFAULT_IMAGE_SIZE),
-                        metavar="PIXELS", help="longer side: MIN MAX, or one value (default: 256 384)")
+    parser.add_argument("--tier", default="hard", choices=list(SHAPES_TIERS),
+                        help="how hard the images are (default: hard; easy is the demo's)")
+    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="PIXELS",
+                        help="longer side: MIN MAX, or one value (default: the tier's, 256 384 for hard)")
     args = parser.parse_args(argv)
-    if len(args.image_size) > 2:
+    if args.image_size is not None and len(args.image_size) > 2:
         parser.error(f"--image-size takes one or two values, got {args.image_size}")
     start = time.perf_counter()
-    json_file = generate(args.root, args.split, args.num_images, args.seed, args.num_classes, args.image_size)
+    json_file = generate(args.root, args.split, args.num_images, args.seed, args.num_classes, args.image_size,
+                         args.tier)
     with open(json_file) as f:
         data = json.load(f)
     counts = collections.Counter(a["category_id"] for a in data["annotations"])

@@ -6,15 +6,82 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SHAPE_NAMES", "DEFAULT_IMAGE_SIZE", "Shape", "mask_box", "render_sample"]
+__all__ = ["SHAPE_NAMES", "DEFAULT_IMAGE_SIZE", "SHAPES_TIERS", "Shape", "ShapesTier", "get_tier", "mask_box",
+           "render_sample"]
 
 # Class names by category id - 1; ``num_classes`` K takes the first K.
 SHAPE_NAMES = ("circle", "square", "triangle", "ellipse", "rectangle", "star", "cross", "hexagon")
-DEFAULT_IMAGE_SIZE = (256, 384)  # (min, max) of the longer image side, pixels
-_REFERENCE_SIDE = 384.0  # object sizes 8-160 px are quoted for a 384 px image and scale with it
-_SMALL_FRACTION = 0.35  # share of objects drawn in the small band (8-24 px at the reference side)
-_LOW_CONTRAST_FRACTION = 0.2  # share of objects coloured close to the background under them
-_MIN_VISIBLE = 0.3  # keep an annotation while at least 30% of its shape is visible (in frame, not covered)
+DEFAULT_IMAGE_SIZE = (256, 384)  # (min, max) of the longer image side of the hard tier, pixels
+
+
+@dataclass(frozen=True)
+class ShapesTier:
+    """How hard the drawn images are. Every tier draws the same 1-6 objects of the first K classes on a
+    textured background, later objects covering earlier ones; the tiers differ in these knobs.
+
+    Attributes:
+        name: the tier's name ("hard", "easy").
+        image_size: (min, max) of the longer image side in pixels (the short side is 60-100% of it).
+        object_size: (min, max) circumscribed diameter in pixels at ``reference_side``; sizes scale
+            with the image's longer side.
+        reference_side: the longer side ``object_size`` is quoted for.
+        small_fraction: share of objects drawn in the small band (min to 3 x min); 0 = sizes are
+            log-uniform over the whole range.
+        low_contrast_fraction: share of objects coloured close to what lies under them.
+        min_contrast: the other objects' colour differs from the mean colour under them by at least this
+            much (mean absolute difference over RGB, 0-255); 0 = any colour.
+        min_visible: an object stays annotated while at least this share of it is visible.
+        clutter_count: (low, high) of the number of distractors (high exclusive), plus
+            ``clutter_per_48px`` more per 48 px of the longer side.
+        clutter_per_48px: see ``clutter_count``.
+        clutter_blobs: whether irregular filled blobs are among the distractors.
+        noise_sigma: (min, max) of the Gaussian pixel noise's standard deviation.
+    """
+
+    name: str
+    image_size: Tuple[int, int]
+    object_size: Tuple[float, float]
+    reference_side: float
+    small_fraction: float
+    low_contrast_fraction: float
+    min_contrast: float
+    min_visible: float
+    clutter_count: Tuple[int, int]
+    clutter_per_48px: int
+    clutter_blobs: bool
+    noise_sigma: Tuple[float, float]
+
+
+SHAPES_TIERS = {
+    # The benchmark tier: 35% of objects small (8-24 px at a 384 px side), 20% low-contrast, shape-like
+    # clutter, heavy occlusion allowed and strong noise. Most of its objects are COCO-small.
+    "hard": ShapesTier(
+        name="hard", image_size=DEFAULT_IMAGE_SIZE, object_size=(8.0, 160.0), reference_side=384.0,
+        small_fraction=0.35, low_contrast_fraction=0.2, min_contrast=0.0, min_visible=0.3,
+        clutter_count=(2, 6), clutter_per_48px=1, clutter_blobs=True, noise_sigma=(2.0, 12.0),
+    ),
+    # The demo tier, learnable from scratch in minutes on a CPU: small images (longer side 160-192),
+    # objects of 20-96 px log-uniform, every object clearly coloured, at least 60% visible, a few thin
+    # distractors and mild noise; textured backgrounds and occlusion as in the hard tier.
+    "easy": ShapesTier(
+        name="easy", image_size=(160, 192), object_size=(20.0, 96.0), reference_side=192.0,
+        small_fraction=0.0, low_contrast_fraction=0.0, min_contrast=60.0, min_visible=0.6,
+        clutter_count=(0, 4), clutter_per_48px=0, clutter_blobs=False, noise_sigma=(2.0, 6.0),
+    ),
+}
+
+
+def get_tier(tier: "str | ShapesTier") -> ShapesTier:
+    """The ShapesTier named ``tier`` (or ``tier`` itself); an unknown name lists the valid ones."""
+    if isinstance(tier, ShapesTier):
+        return tier
+    if tier not in SHAPES_TIERS:
+        import difflib
+
+        close = difflib.get_close_matches(str(tier), SHAPES_TIERS, n=1, cutoff=0.0)
+        raise ValueError(f"Unknown shapes tier {tier!r}; valid tiers: {', '.join(SHAPES_TIERS)}"
+                         f"{f' (closest: {close[0]!r})' if close else ''}.")
+    return SHAPES_TIERS[tier]
 
 
 def _unit_polygon(sides: int, phase: float = math.pi / 2) -> np.ndarray:
@@ -154,16 +221,19 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return img
 
 
-def _draw_clutter(rng: np.random.Generator, image: Image.Image) -> None:
-    """Distractors that belong to no class: lines, arcs, scribbles, irregular blobs, dots."""
+def _draw_clutter(rng: np.random.Generator, image: Image.Image, tier: ShapesTier) -> None:
+    """Distractors that belong to no class: lines, arcs, scribbles, irregular blobs (if the tier has
+    them), dots."""
     width, height = image.size
     draw = ImageDraw.Draw(image)
     long_side = max(width, height)
-    for _ in range(int(rng.integers(2, 6 + long_side // 48))):
+    low, high = tier.clutter_count
+    kinds = (0, 1, 2, 3, 4) if tier.clutter_blobs else (0, 1, 2, 4)
+    for _ in range(int(rng.integers(low, high + tier.clutter_per_48px * (long_side // 48)))):
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         extent = rng.uniform(0.03, 0.3) * long_side
-        kind = rng.integers(0, 5)
+        kind = kinds[int(rng.integers(0, len(kinds)))]
         if kind == 0:
             a = rng.uniform(0, 2 * math.pi)
             draw.line([(x, y), (x + extent * math.cos(a), y + extent * math.sin(a))], fill=colour,
@@ -186,13 +256,17 @@ def _draw_clutter(rng: np.random.Generator, image: Image.Image) -> None:
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
 
 
-def _object_size(rng: np.random.Generator, height: int, width: int) -> float:
-    """Circumscribed diameter in pixels: 8-160 at a 384 px long side, scaled with the image, often small."""
-    scale = max(height, width) / _REFERENCE_SIDE
-    lo = max(8.0, 8.0 * scale)
-    hi = max(lo, min(160.0 * scale, 0.9 * min(height, width)))
+def _object_size(rng: np.random.Generator, height: int, width: int, tier: ShapesTier) -> float:
+    """Circumscribed diameter in pixels: the tier's range at its reference side, scaled with the image
+    (never below the range's minimum), at most 90% of the short side; ``small_fraction`` of them small."""
+    scale = max(height, width) / tier.reference_side
+    smallest, largest = tier.object_size
+    lo = max(smallest, smallest * scale)
+    hi = max(lo, min(largest * scale, 0.9 * min(height, width)))
+    if tier.small_fraction <= 0:
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
     small_hi = min(hi, 3.0 * lo)
-    if rng.random() < _SMALL_FRACTION or small_hi >= hi:
+    if rng.random() < tier.small_fraction or small_hi >= hi:
         return float(rng.uniform(lo, small_hi))
     return float(math.exp(rng.uniform(math.log(small_hi), math.log(hi))))
 
@@ -209,36 +283,50 @@ def _place(rng: np.random.Generator, kind: str, size: float, height: int, width:
     return Shape(kind, (width / 2.0, height / 2.0), size, angle, aspect)  # size <= 0.9 short side: fits
 
 
+def _object_colour(rng: np.random.Generator, under: np.ndarray, tier: ShapesTier) -> np.ndarray:
+    """uint8 (3,) colour of an object drawn over the float (P, 3) pixels ``under`` it."""
+    if rng.random() < tier.low_contrast_fraction:
+        # Close to what lies underneath: hard to see, but still distinct from the background.
+        direction = rng.normal(size=3)
+        offset = direction / max(float(np.linalg.norm(direction)), 1e-6) * rng.uniform(18, 35)
+        return np.round(np.clip(under.mean(axis=0) + offset, 0, 255)).astype(np.uint8)
+    colour = rng.uniform(0, 255, 3)
+    if tier.min_contrast > 0:
+        mean = under.mean(axis=0)
+        for _ in range(20):  # redraw until clearly distinct; P(miss) per draw is well under one half
+            if np.abs(colour - mean).mean() >= tier.min_contrast:
+                break
+            colour = rng.uniform(0, 255, 3)
+    return np.round(colour).astype(np.uint8)
+
+
 def render_sample(rng: np.random.Generator, height: int, width: int, num_classes: int,
-                  noise_sigma: Tuple[float, float] = (2.0, 12.0)) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
-    """Draw one image with 1-6 objects (later ones may cover earlier ones).
+                  noise_sigma: Optional[Tuple[float, float]] = None,
+                  tier: "str | ShapesTier" = "hard") -> Tuple[np.ndarray, List[Dict[str, Any]]]:
+    """Draw one image of ``tier`` (a name of SHAPES_TIERS or a ShapesTier) with 1-6 objects (later
+    ones may cover earlier ones).
 
     Returns (image, objects): ``image`` uint8 (H, W, 3) RGB; ``objects`` the kept objects in drawing
     order, each {"category_id": int in [1, K], "box": [x0, y0, x1, y1] xyxy absolute pixels (the full
     shape, clipped to the image), "area": pixels of the shape inside the image, "mask": bool (H, W) of
     the same pixels, "visible": bool (H, W) of the pixels showing its colour, "colour": (3,) uint8,
-    "size": circumscribed diameter in pixels}. Objects more than 70% hidden are dropped; the last drawn
-    is never covered, so at least one is kept. Gaussian noise with a sigma drawn from ``noise_sigma``
-    covers everything after drawing.
+    "size": circumscribed diameter in pixels}. Objects less visible than the tier's ``min_visible`` are
+    dropped; the last drawn is never covered, so at least one is kept. Gaussian noise with a sigma drawn
+    from ``noise_sigma`` (default: the tier's) covers everything after drawing.
     """
+    tier = get_tier(tier)
+    noise_sigma = tier.noise_sigma if noise_sigma is None else noise_sigma
     image = Image.fromarray(np.clip(_background(rng, height, width), 0, 255).astype(np.uint8))
-    _draw_clutter(rng, image)
+    _draw_clutter(rng, image, tier)
     pixels = np.asarray(image, dtype=np.float32).copy()
     owner = np.full((height, width), -1, dtype=np.int16)
     drawn = []
     for index in range(int(rng.integers(1, 7))):
-        shape = _place(rng, SHAPE_NAMES[int(rng.integers(num_classes))], _object_size(rng, height, width),
-                       height, width)
+        shape = _place(rng, SHAPE_NAMES[int(rng.integers(num_classes))],
+                       _object_size(rng, height, width, tier), height, width)
         y0, x0, window, full_area = shape.rasterize(height, width)
         region = (slice(y0, y0 + window.shape[0]), slice(x0, x0 + window.shape[1]))
-        if rng.random() < _LOW_CONTRAST_FRACTION:
-            # Close to what lies underneath: hard to see, but still distinct from the background.
-            direction = rng.normal(size=3)
-            offset = direction / max(float(np.linalg.norm(direction)), 1e-6) * rng.uniform(18, 35)
-            colour = np.clip(pixels[region][window].mean(axis=0) + offset, 0, 255)
-        else:
-            colour = rng.uniform(0, 255, 3)
-        colour = np.round(colour).astype(np.uint8)
+        colour = _object_colour(rng, pixels[region][window], tier)
         pixels[region][window] = colour
         owner[region][window] = index
         drawn.append((shape, y0, x0, window, full_area, colour))
@@ -247,7 +335,7 @@ def render_sample(rng: np.random.Generator, height: int, width: int, num_classes
         mask = np.zeros((height, width), dtype=bool)
         mask[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
         visible = owner == index
-        if visible.sum() < _MIN_VISIBLE * full_area:
+        if visible.sum() < tier.min_visible * full_area:
             continue
         objects.append({"category_id": SHAPE_NAMES.index(shape.kind) + 1, "box": mask_box(window, y0, x0),
                         "area": int(window.sum()), "mask": mask, "visible": visible, "colour": colour,

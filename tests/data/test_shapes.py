@@ -12,7 +12,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from retinadet.config import get_cfg
-from retinadet.data import shapes
+from retinadet.data import shapes, shapes_drawing
 from retinadet.data.catalog import DatasetCatalog, MetadataCatalog
 from retinadet.data.shapes import SHAPE_NAMES, Shape, generate, mask_box, render_sample
 
@@ -133,6 +133,62 @@ def test_generated_files_match_render_sample(tmp_path):
         assert boxes == [[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in (o["box"] for o in objects)]
 
 
+# ---------------------------------------------------------------------------- tiers
+
+
+def test_hard_tier_draws_what_it_drew_before_tiers_existed():
+    # Captured from the generator before tiers were introduced: the benchmark's images must not change.
+    import hashlib
+
+    image, objects = render_sample(np.random.default_rng(7), 120, 160, 6)
+    assert hashlib.sha256(image.tobytes()).hexdigest()[:16] == "4d76dfc57d050910"
+    assert [o["box"] for o in objects] == [[114.0, 0.0, 160.0, 50.0], [31.0, 65.0, 74.0, 108.0],
+                                           [33.0, 47.0, 46.0, 61.0], [64.0, 4.0, 108.0, 47.0], [12.0, 2.0, 37.0, 30.0]]
+
+
+def test_easy_tier_objects_are_large_visible_and_distinct():
+    tier = shapes.get_tier("easy")
+    sizes, visible_shares = [], []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        height, width = shapes._image_shape(rng, tier.image_size)
+        assert 160 <= max(height, width) <= 192
+        image, objects = render_sample(rng, height, width, 6, noise_sigma=(0.0, 0.0), tier="easy")
+        assert 1 <= len(objects) <= 6
+        scale = max(height, width) / 192.0
+        for obj in objects:
+            # 20-96 px at a 192 px side, scaled with the image, never below 20 and at most 90% of the short side.
+            assert max(20.0, 20 * scale) - 1e-6 <= obj["size"] <= min(96 * scale, 0.9 * min(height, width)) + 1e-6
+            sizes.append(obj["size"])
+            visible_shares.append(obj["visible"].sum() / obj["mask"].sum())
+    assert min(visible_shares) >= 0.6 - 1e-9  # min_visible of the easy tier (hard: 0.3)
+    # log-uniform over 20..~96: about half the objects are below sqrt(20 * 96) ~ 44 px
+    assert 0.3 < np.mean(np.array(sizes) < 44) < 0.7 and min(sizes) < 25 and max(sizes) > 70
+
+
+def test_easy_tier_colours_differ_from_what_lies_under_them():
+    tier = shapes.get_tier("easy")
+    under = np.full((50, 3), 128.0)
+    for seed in range(200):
+        colour = shapes_drawing._object_colour(np.random.default_rng(seed), under, tier).astype(float)
+        assert np.abs(colour - 128.0).mean() >= tier.min_contrast
+
+
+def test_unknown_tier_names_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="'esay'.*hard, easy.*closest: 'easy'"):
+        generate(str(tmp_path), "t", 2, seed=0, tier="esay")
+    with pytest.raises(ValueError, match="'medium'"):
+        shapes.register_shapes(str(tmp_path), splits={"x": ("x", 2, 0, "medium")})
+
+
+def test_tier_is_part_of_the_split_parameters(tmp_path):
+    easy = _load(generate(str(tmp_path), "t", 2, seed=0, tier="easy"))
+    assert easy["info"]["params"]["tier"] == "easy" and easy["info"]["params"]["image_size"] == [160, 192]
+    hard = _load(generate(str(tmp_path), "t", 2, seed=0, tier="hard", image_size=(160, 192)))
+    assert hard["info"]["params"]["tier"] == "hard"
+    assert [a["bbox"] for a in hard["annotations"]] != [a["bbox"] for a in easy["annotations"]]
+
+
 # ---------------------------------------------------------------------------- files
 
 
@@ -237,7 +293,10 @@ def test_register_from_config_uses_datasets_root(tmp_path, isolated_catalog):
         MetadataCatalog.remove(name)
     cfg = get_cfg()
     cfg.DATASETS.ROOT = str(tmp_path)
-    assert shapes.register_shapes_from_config(cfg) == ["shapes_train", "shapes_val", "shapes_train_tiny", "shapes_val_tiny"]
+    assert shapes.register_shapes_from_config(cfg) == ["shapes_train", "shapes_val", "shapes_train_tiny", "shapes_val_tiny",
+                                                       "shapes_easy_train", "shapes_easy_val"]
+    assert MetadataCatalog.get("shapes_easy_val").shapes_tier == "easy"
+    assert MetadataCatalog.get("shapes_val").shapes_tier == "hard"
     assert MetadataCatalog.get("shapes_val").json_file == str(tmp_path / "shapes/val/annotations.json")
 
 
