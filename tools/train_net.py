@@ -17,7 +17,9 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = DefaultTrainer.build_model(cfg)
-        DetectionCheckpointer(model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        # A checkpoint of a run with MODEL_EMA evaluates its weight average, as training did.
+        DetectionCheckpointer(model, cfg.OUTPUT_DIR, use_ema_weights=True).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
         return DefaultTrainer.test(cfg, model)
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -58,11 +58,16 @@ class DetectionCheckpointer(Checkpointer):
         model: the model (a DistributedDataParallel wrapper is unwrapped).
         save_dir: folder of the checkpoints and ``last_checkpoint``.
         save_to_disk: False on ranks other than 0 (they load but never write).
-        checkpointables: objects with ``state_dict()`` / ``load_state_dict()`` (e.g. ``trainer=``).
+        use_ema_weights: load a checkpoint's ``model_ema`` entry (the weight average of a run with
+            MODEL_EMA.ENABLED) into the model instead of ``model``, when it has one: for evaluation.
+        checkpointables: objects with ``state_dict()`` / ``load_state_dict()`` (e.g. ``trainer=``,
+            ``model_ema=``).
     """
 
-    def __init__(self, model: nn.Module, save_dir: str = "", *, save_to_disk: bool = True, **checkpointables: Any):
+    def __init__(self, model: nn.Module, save_dir: str = "", *, save_to_disk: bool = True,
+                 use_ema_weights: bool = False, **checkpointables: Any):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.use_ema_weights = use_ema_weights
         self.logger = logging.getLogger(__name__)
 
     # ------------------------------------------------------------------ saving
@@ -114,7 +119,11 @@ class DetectionCheckpointer(Checkpointer):
         checkpoint = self._load_file(path)
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
             raise RuntimeError(f"{path} is not a retinadet checkpoint (no 'model' state dict in it).")
-        load_model_weights(self.model, checkpoint.pop("model"), source=path)
+        weights = checkpoint.pop("model")
+        if self.use_ema_weights and isinstance(checkpoint.get("model_ema"), dict):
+            self.logger.info("Using the EMA weights (model_ema) of %s.", path)
+            weights = checkpoint.pop("model_ema")
+        load_model_weights(self.model, weights, source=path)
         for name, value in checkpoint.pop(_BUFFERS_KEY, {}).items():
             self._set_buffer(name, value)
         for key in self.checkpointables if checkpointables is None else checkpointables:

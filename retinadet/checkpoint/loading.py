@@ -54,13 +54,15 @@ def _read_torch(path: str) -> Any:
 
 
 def _as_state_dict(obj: Any, path: str) -> Dict[str, Tensor]:
-    """Unwrap ``{"model": ...}`` / ``{"state_dict": ...}`` and turn numpy arrays into tensors."""
+    """Unwrap ``{"model_ema": ...}`` / ``{"model": ...}`` / ``{"state_dict": ...}`` and turn numpy arrays
+    into tensors."""
     if not isinstance(obj, Mapping):
         raise ValueError(
             f"Checkpoint {path} holds a {type(obj).__name__}, expected a dict of tensors "
             "(optionally under a 'model' or 'state_dict' entry)."
         )
-    for wrapper in ("model", "state_dict"):
+    # A training checkpoint with a weight EMA (MODEL_EMA) holds both: the average is what was evaluated.
+    for wrapper in ("model_ema", "model", "state_dict"):
         if isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
             break
@@ -88,7 +90,8 @@ def load_checkpoint_file(path: str) -> Dict[str, Tensor]:
     are read with :mod:`pickle`, which can run arbitrary code while loading: only load ``.pkl``
     files from sources you trust. Every other file is read with
     ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
-    A top-level ``"model"`` or ``"state_dict"`` entry is unwrapped.
+    A top-level ``"model_ema"`` (the weight average of a run with MODEL_EMA.ENABLED, the weights it
+    evaluated), ``"model"`` or ``"state_dict"`` entry is unwrapped, in that order of preference.
 
     Args:
         path: checkpoint file (.pth, .pt, .pkl).

@@ -14,6 +14,8 @@ _C.MODEL.DEVICE = "cpu"  # device the model is built on: "cpu" or "cuda"
 _C.MODEL.WEIGHTS = ""  # path of a checkpoint loaded after building ("" = random init)
 _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]  # per-channel mean (0-255 scale, INPUT.FORMAT order)
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]  # per-channel std (0-255 scale, INPUT.FORMAT order)
+_C.MODEL.CHANNELS_LAST = False  # weights and padded input batches in channels_last (NHWC) memory format
+_C.MODEL.COMPILE = False  # torch.compile the dense network (backbone, neck, head); eager with a warning if it fails
 
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = "ResNet"  # BACKBONE_REGISTRY name
@@ -175,10 +177,13 @@ _C.SOLVER = CN()
 # TEST.EVAL_PERIOD by k; REFERENCE_IMS_PER_BATCH > 0 makes setup() do exactly that.
 _C.SOLVER.IMS_PER_BATCH = 16  # training images per iteration, summed over all processes
 _C.SOLVER.REFERENCE_IMS_PER_BATCH = 0  # batch size the solver values are written for (0 = use them as they are)
-_C.SOLVER.BASE_LR = 0.01  # SGD learning rate after warmup (for IMS_PER_BATCH images per iteration)
+_C.SOLVER.OPTIMIZER = "SGD"  # "SGD" (MOMENTUM, NESTEROV; L2 weight decay) or "AdamW" (BETAS; decoupled weight decay)
+_C.SOLVER.BASE_LR = 0.01  # learning rate after warmup (for IMS_PER_BATCH images per iteration)
 _C.SOLVER.MOMENTUM = 0.9  # SGD momentum
 _C.SOLVER.NESTEROV = False  # Nesterov momentum
-_C.SOLVER.WEIGHT_DECAY = 0.0001  # L2 weight decay of conv and linear weights
+_C.SOLVER.BETAS = (0.9, 0.999)  # AdamW: decay rates of the first and second moment estimates
+_C.SOLVER.ADAM_EPS = 1e-8  # AdamW: added to the denominator
+_C.SOLVER.WEIGHT_DECAY = 0.0001  # weight decay of conv and linear weights (SGD: L2; AdamW: decoupled)
 _C.SOLVER.WEIGHT_DECAY_NORM = 0.0  # weight decay of norm-layer weights and biases
 _C.SOLVER.WEIGHT_DECAY_BIAS = 0.0001  # weight decay of the other biases
 _C.SOLVER.BIAS_LR_FACTOR = 1.0  # LR multiplier of the biases that are not in norm layers
@@ -199,6 +204,13 @@ _C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 10.0  # the maximum norm or absolute value
 _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0  # p of the p-norm when CLIP_TYPE is "norm"
 _C.SOLVER.AMP = CN()
 _C.SOLVER.AMP.ENABLED = False  # mixed precision: float16 + loss scaling on CUDA, bfloat16 on the CPU
+
+# An exponential moving average of the weights (ModelEMA): updated after every step, used for
+# evaluation, the pictures and inference loading; checkpoints hold it next to the raw weights.
+_C.MODEL_EMA = CN()
+_C.MODEL_EMA.ENABLED = False  # keep and evaluate an EMA of the model's weights
+_C.MODEL_EMA.DECAY = 0.9998  # final decay d of ema = d * ema + (1 - d) * weights, in [0, 1)
+_C.MODEL_EMA.RAMP_ITERS = 2000  # the decay ramps up as d * (1 - exp(-iter / RAMP_ITERS)) (0 = constant d)
 
 # ---------------------------------------------------------------------------- training loop
 _C.TRAIN = CN()

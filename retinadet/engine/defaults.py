@@ -1,12 +1,14 @@
 """The pieces every training script shares: the argument parser, ``setup(args) -> cfg`` and the
 default hook list."""
 import argparse
+import contextlib
 import difflib
+import functools
 import glob
 import logging
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -168,11 +170,20 @@ def default_writers(cfg: CfgNode, max_iter: int, device: Optional[torch.device] 
     ]
 
 
+def _evaluate(cfg: CfgNode, trainer: Any) -> Dict[str, Any]:
+    """``trainer.test`` on the weights to evaluate (the EMA's when the trainer keeps one)."""
+    weights = getattr(trainer, "evaluation_weights", None)
+    with (weights() if weights is not None else contextlib.nullcontext()):
+        return trainer.test(cfg, trainer.model_without_ddp)
+
+
 def build_default_hooks(cfg: CfgNode, trainer: Any) -> List[HookBase]:
     """The hooks of a training run, in the order they run at each point:
 
     1. IterationTimer first: its step time then excludes the other hooks' work.
     2. LRScheduler: steps the schedule after each iteration, before anything saves its state.
+       EMAHook (MODEL_EMA.ENABLED): folds the new weights into the average before anything saves or
+       evaluates it; evaluation and the pictures then use the averaged weights.
     3. NonFiniteLossGuard: after the backward pass, before the optimizer step touches the weights.
     4. GracefulInterrupt: turns Ctrl-C into a stop at the end of the step.
     5. PeriodicCheckpointer (main process writes): after the LR step, so the saved schedule is current,
@@ -190,11 +201,12 @@ def build_default_hooks(cfg: CfgNode, trainer: Any) -> List[HookBase]:
     built: List[Optional[HookBase]] = [
         hooks.IterationTimer(),
         hooks.LRScheduler(trainer.optimizer, trainer.scheduler),
+        hooks.EMAHook(trainer.ema, trainer.model_without_ddp) if getattr(trainer, "ema", None) is not None else None,
         hooks.NonFiniteLossGuard(),
         hooks.GracefulInterrupt(),
         hooks.PeriodicCheckpointer(trainer.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_TO_KEEP,
                                    extra=trainer.checkpoint_extra()),
-        hooks.EvalHook(cfg.TEST.EVAL_PERIOD, lambda: trainer.test(cfg, trainer.model_without_ddp))
+        hooks.EvalHook(cfg.TEST.EVAL_PERIOD, functools.partial(_evaluate, cfg, trainer))
         if cfg.DATASETS.TEST else None,
     ]
     built.extend(hooks.build_registered_hooks(cfg.TRAIN.HOOKS, cfg, trainer))

@@ -17,6 +17,7 @@ from retinadet.utils.writers import EventWriter
 from .train_loop import HookBase
 
 __all__ = [
+    "EMAHook",
     "EvalHook",
     "GracefulInterrupt",
     "IterationTimer",
@@ -83,6 +84,27 @@ class LRScheduler(HookBase):
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.scheduler.load_state_dict(state)
+
+
+class EMAHook(HookBase):
+    """After every step folds the model's weights into ``ema`` (a ModelEMA). Put it before the
+    checkpointer and the evaluation, so both see the average of the step just taken. The average
+    itself goes into checkpoints through the checkpointer (``model_ema``); its update count is the
+    trainer's iteration, so a resumed run continues the same decay ramp."""
+
+    def __init__(self, ema, model: torch.nn.Module) -> None:
+        self.ema = ema
+        self.model = model
+
+    def before_train(self) -> None:
+        if not self.ema.restored:
+            # Nothing was resumed into the average: start it from the weights training starts from
+            # (MODEL.WEIGHTS or a checkpoint of a run without EMA), not from the random init.
+            self.ema.reset(self.model)
+        self.ema.updates = self.trainer.start_iter
+
+    def after_step(self) -> None:
+        self.ema.update(self.model)
 
 
 class NonFiniteLossGuard(HookBase):

@@ -1,4 +1,5 @@
 """PredictionPictures: after training, the detections of a few test images drawn into OUTPUT_DIR/pictures."""
+import contextlib
 import logging
 import os
 from typing import Any, List, Optional, Sequence
@@ -23,11 +24,15 @@ class PredictionPictures(HookBase):
         dataset_dicts: the data set's dicts (file_name, height, width, boxes).
         mapper: callable(dataset_dict) -> model input dict (the test-time DatasetMapper).
         class_names: names of the labels, or None to print numbers.
+        weights: optional callable returning a context in which ``model`` holds the weights to draw
+            with (the trainer's ``evaluation_weights``, e.g. the EMA's); default: its own.
     """
 
     def __init__(self, model: nn.Module, dataset_dicts: Sequence[dict], mapper, output_dir: str,
-                 num_images: int, score_thresh: float, class_names: Optional[List[str]] = None) -> None:
+                 num_images: int, score_thresh: float, class_names: Optional[List[str]] = None,
+                 weights=None) -> None:
         self.model = model
+        self.weights = weights
         self.dataset_dicts = list(dataset_dicts)[:num_images]
         self.mapper = mapper
         self.output_dir = output_dir
@@ -44,16 +49,22 @@ class PredictionPictures(HookBase):
             trainer.model_without_ddp, DatasetCatalog.get(name)[: cfg.TEST.VIS_IMAGES],
             DatasetMapper(**DatasetMapper.from_config(cfg, is_train=False, dataset_name=name)),
             os.path.join(cfg.OUTPUT_DIR, "pictures"), cfg.TEST.VIS_IMAGES, cfg.TEST.VIS_SCORE_THRESH,
-            MetadataCatalog.get(name).get("thing_classes"),
+            MetadataCatalog.get(name).get("thing_classes"), getattr(trainer, "evaluation_weights", None),
         )
 
     def after_train(self) -> None:
         if self.trainer.exception is not None or self.trainer.completed < self.trainer.max_iter:
             return
+        os.makedirs(self.output_dir, exist_ok=True)
+        weights = self.weights() if self.weights is not None else contextlib.nullcontext()
+        with weights:
+            self._draw_all()
+        logger.info("Detections on %d images of the test set drawn into %s", len(self.dataset_dicts), self.output_dir)
+
+    def _draw_all(self) -> None:
         from retinadet.data import read_image
         from retinadet.utils.visualizer import draw_boxes, save_png
 
-        os.makedirs(self.output_dir, exist_ok=True)
         training = self.model.training
         self.model.eval()
         try:
@@ -71,4 +82,3 @@ class PredictionPictures(HookBase):
                 save_png(drawn, os.path.join(self.output_dir, name))
         finally:
             self.model.train(training)
-        logger.info("Detections on %d images of the test set drawn into %s", len(self.dataset_dicts), self.output_dir)

@@ -1,4 +1,5 @@
 """DefaultTrainer: a SimpleTrainer built from a config, with checkpoints, evaluation and default hooks."""
+import contextlib
 import logging
 import weakref
 from collections import OrderedDict
@@ -14,7 +15,7 @@ from retinadet.data import MetadataCatalog
 from retinadet.data.build import build_detection_test_loader, build_detection_train_loader
 from retinadet.evaluation import COCOEvaluator, inference_on_dataset
 from retinadet.modeling import build_model
-from retinadet.solver import build_lr_scheduler, build_optimizer
+from retinadet.solver import build_lr_scheduler, build_model_ema, build_optimizer
 from retinadet.utils import comm
 
 from .defaults import build_default_hooks, default_writers
@@ -101,8 +102,10 @@ class DefaultTrainer(SimpleTrainer):
         )
         self.model_without_ddp = model
         self.scheduler = build_lr_scheduler(cfg, optimizer)
+        self.ema = build_model_ema(cfg, model)
+        extra = {"model_ema": self.ema} if self.ema is not None else {}
         self.checkpointer = DetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(), trainer=weakref.proxy(self)
+            model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(), trainer=weakref.proxy(self), **extra
         )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
@@ -141,6 +144,13 @@ class DefaultTrainer(SimpleTrainer):
 
     def build_hooks(self) -> list:
         return build_default_hooks(self.cfg, self)
+
+    def evaluation_weights(self):
+        """A context in which ``model_without_ddp`` holds the weights to evaluate: the EMA's when
+        MODEL_EMA.ENABLED, else its own."""
+        if self.ema is None:
+            return contextlib.nullcontext(self.model_without_ddp)
+        return self.ema.applied_to(self.model_without_ddp)
 
     def checkpoint_extra(self) -> Dict[str, Any]:
         """Data stored in every checkpoint besides the training state: {"meta": {"thing_classes": ...}}."""

@@ -102,3 +102,37 @@ def test_build_optimizer_errors():
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer(_cfg(), frozen)
+
+
+def test_adamw_one_step_by_hand():
+    # AdamW's first step: m = (1 - b1) g, v = (1 - b2) g^2, bias-corrected m_hat / sqrt(v_hat) = sign(g),
+    # so w <- w * (1 - lr * wd) - lr * g / (|g| + eps / sqrt(1 - b2)) ~ w (1 - lr wd) - lr sign(g).
+    cfg = get_cfg()
+    cfg.SOLVER.OPTIMIZER = "AdamW"
+    cfg.SOLVER.BASE_LR = 0.1
+    cfg.SOLVER.WEIGHT_DECAY = 0.5
+    cfg.SOLVER.BETAS = (0.8, 0.9)
+    net = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, -2.0]]))
+    optimizer = build_optimizer(cfg, net)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["betas"] == (0.8, 0.9)
+    net(torch.tensor([[3.0, -1.0]])).sum().backward()  # gradient (3, -1)
+    optimizer.step()
+    expected = torch.tensor([[1.0 * (1 - 0.05) - 0.1, -2.0 * (1 - 0.05) + 0.1]])
+    assert torch.allclose(net.weight.detach(), expected, atol=1e-6)
+
+
+def test_unknown_optimizer_and_bad_betas_are_named():
+    cfg = get_cfg()
+    cfg.SOLVER.OPTIMIZER = "adamw"
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER 'adamw'.*SGD, AdamW.*closest: 'AdamW'"):
+        build_optimizer(cfg, nn.Linear(2, 1))
+    cfg.SOLVER.OPTIMIZER = "AdamW"
+    cfg.SOLVER.BETAS = (0.9, 1.5)
+    with pytest.raises(ValueError, match="SOLVER.BETAS.*\\[0.9, 1.5\\]"):
+        build_optimizer(cfg, nn.Linear(2, 1))
+    cfg.SOLVER.BETAS = (0.9, 0.999)
+    cfg.SOLVER.WEIGHT_DECAY = -0.1
+    with pytest.raises(ValueError, match="SOLVER.WEIGHT_DECAY must be >= 0; got -0.1"):
+        build_optimizer(cfg, nn.Linear(2, 1))

@@ -97,6 +97,21 @@ def _assert_same_state(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
+def _assert_same_optimizer_and_ema(ours, ref):
+    """Every optimizer state tensor (SGD momentum, AdamW moments and step) and the weight EMA agree bit for bit."""
+    states = list(zip(ours["trainer"]["optimizer"]["state"].values(), ref["trainer"]["optimizer"]["state"].values()))
+    assert states
+    for a, b in states:
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+    assert ("model_ema" in ours) == ("model_ema" in ref)
+    if "model_ema" in ref:
+        _assert_same_state(ours["model_ema"], ref["model_ema"])
+        # The average is not the raw weights (it is a separate state that had to be resumed).
+        assert any(not torch.equal(ref["model_ema"][k], ref["model"][k]) for k in ref["model"])
+
+
 # No evaluation and one loader worker: these runs compare weights, and the worker exercises the loader
 # position saved while batches are prefetched.
 RESUME_OPTS = ("DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "1", "SOLVER.MAX_ITER", "8", "SOLVER.STEPS", "[6]")
@@ -203,8 +218,7 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, data_root, re
     _assert_same_state(_load(out / "model_final.pth")["model"], _load(reference_run / "model_final.pth")["model"])
     ours, ref = _load(out / "model_final.pth"), _load(reference_run / "model_final.pth")
     assert ours["model_nonpersistent_buffers"]["loss_normalizer"] == ref["model_nonpersistent_buffers"]["loss_normalizer"]
-    for a, b in zip(ours["trainer"]["optimizer"]["state"].values(), ref["trainer"]["optimizer"]["state"].values()):
-        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    _assert_same_optimizer_and_ema(ours, ref)
     # metrics.json holds one history: the lines the killed run wrote after its checkpoint were replaced.
     iterations = [line["iteration"] for line in read_metrics(str(out / "metrics.json")) if "total_loss" in line]
     assert iterations == list(range(8))
