@@ -113,10 +113,15 @@ def check_targets(
 
 
 def normalize_and_pad(
-    batched_inputs: Sequence[Dict], pixel_mean: Tensor, pixel_std: Tensor, size_divisibility: int
+    batched_inputs: Sequence[Dict], pixel_mean: Tensor, pixel_std: Tensor, size_divisibility: int,
+    channels_last: bool = False,
 ) -> ImageList:
     """Check the images, normalise each ((x - mean) / std, (3, 1, 1) tensors on the model's device,
-    in float32) and pad them into an ImageList whose sides are multiples of ``size_divisibility``."""
+    in float32) and pad them into an ImageList whose sides are multiples of ``size_divisibility``;
+    its (N, 3, Hp, Wp) tensor is in channels_last memory format when ``channels_last``."""
     check_images(batched_inputs)
     images = [(x["image"].to(pixel_mean.device, torch.float32) - pixel_mean) / pixel_std for x in batched_inputs]
-    return ImageList.from_tensors(images, size_divisibility)
+    batch = ImageList.from_tensors(images, size_divisibility)
+    if channels_last:
+        batch.tensor = batch.tensor.contiguous(memory_format=torch.channels_last)
+    return batch

@@ -40,6 +40,11 @@ class GeneralizedRCNN(nn.Module):
         pixel_mean, pixel_std: per-channel normalisation, 0-255 scale.
     """
 
+    # MODEL.CHANNELS_LAST sets this (modeling/compile.py): pad input batches in NHWC memory format.
+    channels_last = False
+    # MODEL.COMPILE compiles these submodules' forward (shape-static dense parts, not the matching/post-processing).
+    compile_targets = ("backbone", "neck")
+
     def __init__(
         self,
         *,
@@ -91,7 +96,8 @@ class GeneralizedRCNN(nn.Module):
 
     def preprocess_image(self, batched_inputs: Sequence[Dict]) -> ImageList:
         """Check, normalise ((x - mean) / std) and pad the images into an ImageList."""
-        return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
+        return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
+                                 self.channels_last)
 
     def forward_features(self, images: ImageList) -> Dict[str, Tensor]:
         """Pyramid features {name: (N, C, Hi, Wi)} of a padded batch."""

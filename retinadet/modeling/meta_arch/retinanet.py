@@ -38,6 +38,11 @@ class RetinaNet(nn.Module):
     anchor; that loss is then their mean, not divided by the foreground count.
     """
 
+    # MODEL.CHANNELS_LAST sets this (modeling/compile.py): pad input batches in NHWC memory format.
+    channels_last = False
+    # MODEL.COMPILE compiles these submodules' forward (shape-static dense parts, not the matching/post-processing).
+    compile_targets = ("backbone", "neck", "head")
+
     def __init__(
         self,
         *,
@@ -141,7 +146,8 @@ class RetinaNet(nn.Module):
 
     def preprocess_image(self, batched_inputs: Sequence[Dict]) -> ImageList:
         """Check, normalise ((x - mean) / std) and pad the images into an ImageList."""
-        return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
+        return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
+                                 self.channels_last)
 
     def forward_features(self, images: ImageList):
         """Dense network: (logits_per_level, deltas_per_level, anchors_per_level) for a batch."""
