@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed, peak memory, parameters and FLOPs of a config's model, or speed of its training data loader.
 
-    python tools/benchmark.py --config-file F --task {train,eval,flops,data} [options] [KEY VALUE ...]
+    python tools/benchmark.py --config-file F --task {train,eval,flops,data,time-to-accuracy} [options] [KEY VALUE ...]
 
 Tasks:
 
@@ -15,6 +15,12 @@ Tasks:
   TEST.IMS_PER_BATCH images. With random weights the number of scores above the threshold, and so
   the post-processing work, is not a trained model's; the output gives the detections per image.
 - flops: parameters and FLOPs only (below), nothing timed.
+- time-to-accuracy: trains the config as tools/train_net.py would (same trainer, hooks and
+  OUTPUT_DIR) and evaluates DATASETS.TEST every ``--interval`` minutes of training wall-clock time
+  (the clock stops while evaluating) and when training ends; ``--minutes M`` stops training after M
+  minutes (default: the whole schedule). Prints minutes -> iteration, images seen, AP, AP50, AP75
+  and writes OUTPUT_DIR/time_to_accuracy.json and time_to_accuracy.png (retinadet.experiments.
+  time_to_accuracy). Data generation and model building come before minute 0 ("setup").
 - data: ``--warmup`` then ``--iters`` batches from the training loader
   (``build_detection_train_loader``); needs DATASETS.TRAIN to be registered (the embedded shapes
   sets are, and are generated under DATASETS.ROOT on first use).
@@ -78,6 +84,8 @@ Examples::
     python tools/benchmark.py --config-file configs/COCO-Detection/retinanet_R_50_FPN_1x.yaml --task flops
     python tools/benchmark.py --config-file configs/shapes/retinanet_R_18_FPN.yaml --task data \\
         DATASETS.ROOT /tmp/datasets
+    python tools/benchmark.py --config-file configs/shapes/retinanet_R_18_FPN.yaml \\
+        --task time-to-accuracy --interval 1
 """
 import argparse
 import ctypes
@@ -103,7 +111,7 @@ from retinadet.solver import build_optimizer
 from retinadet.utils.synthetic import make_synthetic_batch
 from retinadet.utils.writers import peak_memory_mb
 
-TASKS = ("train", "eval", "flops", "data")
+TASKS = ("train", "eval", "flops", "data", "time-to-accuracy")
 Batch = List[Dict[str, Any]]
 
 
@@ -135,6 +143,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentP
     parser.add_argument("--iters", type=int, default=10, help="timed iterations (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    parser.add_argument("--minutes", type=float,
+                        help="time-to-accuracy: stop training after this many minutes (default: whole schedule)")
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="time-to-accuracy: minutes of training between evaluations (default 1)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.IMS_PER_BATCH 2")
     return parser, parser.parse_args(argv)
@@ -886,6 +898,32 @@ def write_json(path: str, data: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def time_to_accuracy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """--task time-to-accuracy: train with timed evaluations, print the table, write json and png."""
+    from retinadet.engine.defaults import default_setup
+    from retinadet.experiments.time_to_accuracy import markdown_table, run_time_to_accuracy
+
+    if args.interval <= 0 or (args.minutes is not None and args.minutes <= 0):
+        parser.error(f"--interval and --minutes must be positive; got {args.interval}, {args.minutes}.")
+    if args.compare_torchvision or args.relative_to:
+        parser.error("--compare-torchvision and --relative-to apply to --task train and eval.")
+    try:
+        cfg = load_config(args)
+    except BenchmarkError as e:
+        parser.error(str(e))
+    if not cfg.DATASETS.TEST:
+        parser.error(f"--task time-to-accuracy evaluates on DATASETS.TEST; {args.config_file} has none.")
+    default_setup(cfg)
+    report = run_time_to_accuracy(cfg, args.interval, args.minutes, config_file=args.config_file)
+    print(f"Time to accuracy of {args.config_file} (torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"setup {report['setup_seconds']:.1f} s before minute 0):")
+    print(markdown_table(report["points"]))
+    print(f"Written: {report['json']} and {report['png']}")
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse the command line, run the task, print the tables (and write --json); returns 0."""
     parser, args = parse_args(argv)
@@ -894,6 +932,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      f"{args.warmup}.")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.task == "time-to-accuracy":
+        return time_to_accuracy(parser, args)
     try:
         cfg = load_config(args)
         other = load_report(args.relative_to, args.task) if args.relative_to else None
