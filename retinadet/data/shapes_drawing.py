@@ -31,6 +31,8 @@ class ShapesTier:
         min_contrast: the other objects' colour differs from the mean colour under them by at least this
             much (mean absolute difference over RGB, 0-255); 0 = any colour.
         min_visible: an object stays annotated while at least this share of it is visible.
+        min_in_frame: at least this share of every object lies inside the image (the rest is cut off by
+            the border; a cut-off rectangle can look like a square, a cut-off circle like an ellipse).
         clutter_count: (low, high) of the number of distractors (high exclusive), plus
             ``clutter_per_48px`` more per 48 px of the longer side.
         clutter_per_48px: see ``clutter_count``.
@@ -46,6 +48,7 @@ class ShapesTier:
     low_contrast_fraction: float
     min_contrast: float
     min_visible: float
+    min_in_frame: float
     clutter_count: Tuple[int, int]
     clutter_per_48px: int
     clutter_blobs: bool
@@ -57,15 +60,16 @@ SHAPES_TIERS = {
     # clutter, heavy occlusion allowed and strong noise. Most of its objects are COCO-small.
     "hard": ShapesTier(
         name="hard", image_size=DEFAULT_IMAGE_SIZE, object_size=(8.0, 160.0), reference_side=384.0,
-        small_fraction=0.35, low_contrast_fraction=0.2, min_contrast=0.0, min_visible=0.3,
+        small_fraction=0.35, low_contrast_fraction=0.2, min_contrast=0.0, min_visible=0.3, min_in_frame=0.6,
         clutter_count=(2, 6), clutter_per_48px=1, clutter_blobs=True, noise_sigma=(2.0, 12.0),
     ),
     # The demo tier, learnable from scratch in minutes on a CPU: small images (longer side 160-192),
-    # objects of 20-96 px log-uniform, every object clearly coloured, at least 60% visible, a few thin
-    # distractors and mild noise; textured backgrounds and occlusion as in the hard tier.
+    # objects of 20-96 px log-uniform, every object clearly coloured, at least 95% inside the frame and
+    # 60% visible, a few thin distractors and mild noise; textured backgrounds and occlusion as in the
+    # hard tier.
     "easy": ShapesTier(
         name="easy", image_size=(160, 192), object_size=(20.0, 96.0), reference_side=192.0,
-        small_fraction=0.0, low_contrast_fraction=0.0, min_contrast=60.0, min_visible=0.6,
+        small_fraction=0.0, low_contrast_fraction=0.0, min_contrast=60.0, min_visible=0.6, min_in_frame=0.95,
         clutter_count=(0, 4), clutter_per_48px=0, clutter_blobs=False, noise_sigma=(2.0, 6.0),
     ),
 }
@@ -271,14 +275,15 @@ def _object_size(rng: np.random.Generator, height: int, width: int, tier: Shapes
     return float(math.exp(rng.uniform(math.log(small_hi), math.log(hi))))
 
 
-def _place(rng: np.random.Generator, kind: str, size: float, height: int, width: int) -> Shape:
-    """A shape of ``kind`` at a random pose with at least 60% of it inside the image."""
+def _place(rng: np.random.Generator, kind: str, size: float, height: int, width: int,
+           min_in_frame: float = 0.6) -> Shape:
+    """A shape of ``kind`` at a random pose with at least ``min_in_frame`` of it inside the image."""
     angle, aspect = float(rng.uniform(0, 360)), float(rng.uniform(0.35, 0.65))
     for _ in range(20):
         center = (float(rng.uniform(0, width)), float(rng.uniform(0, height)))
         shape = Shape(kind, center, size, angle, aspect)
         _, _, window, full_area = shape.rasterize(height, width)
-        if window.sum() >= 0.6 * full_area:
+        if window.sum() >= min_in_frame * full_area:
             return shape
     return Shape(kind, (width / 2.0, height / 2.0), size, angle, aspect)  # size <= 0.9 short side: fits
 
@@ -323,7 +328,7 @@ def render_sample(rng: np.random.Generator, height: int, width: int, num_classes
     drawn = []
     for index in range(int(rng.integers(1, 7))):
         shape = _place(rng, SHAPE_NAMES[int(rng.integers(num_classes))],
-                       _object_size(rng, height, width, tier), height, width)
+                       _object_size(rng, height, width, tier), height, width, tier.min_in_frame)
         y0, x0, window, full_area = shape.rasterize(height, width)
         region = (slice(y0, y0 + window.shape[0]), slice(x0, x0 + window.shape[1]))
         colour = _object_colour(rng, pixels[region][window], tier)

@@ -84,6 +84,6 @@ def test_different_data_sets_name_both_configs():
     with pytest.raises(ExperimentInputError) as info:
         check_same_datasets([("tiny.yaml", tiny), ("shapes.yaml", shapes)])
     message = str(info.value)
-    assert "DATASETS.TRAIN is ['shapes_train_tiny'] in tiny.yaml but ['shapes_train'] in shapes.yaml" in message
+    assert "DATASETS.TRAIN is ['shapes_train_tiny'] in tiny.yaml but ['shapes_easy_train'] in shapes.yaml" in message
     same = load_config(SHAPES, ["DATASETS.TRAIN", "('shapes_train_tiny',)", "DATASETS.TEST", "('shapes_val_tiny',)"])
     check_same_datasets([("tiny.yaml", tiny), ("shapes.yaml", same)])

@@ -41,7 +41,7 @@ def test_different_data_sets_are_refused(tmp_path, capsys):
                                   "--output-dir", str(tmp_path)], capsys)
     assert code == 2
     assert "DATASETS.TRAIN is ['shapes_train_tiny'] in" in err and "retinanet_R_18_shapes_tiny.yaml" in err
-    assert "but ['shapes_train'] in" in err and "retinanet_R_18_FPN.yaml" in err
+    assert "but ['shapes_easy_train'] in" in err and "retinanet_R_18_FPN.yaml" in err
 
 
 def test_unknown_presets_list_the_presets(capsys):

@@ -54,8 +54,10 @@ def test_visualize_annotations_and_loader(tiny_shapes, tmp_path):
                                 "--num-images", "4", *_overrides(tiny_shapes, tmp_path)]) == 0
     shapes = [np.asarray(Image.open(out2 / f)).shape for f in sorted(os.listdir(out2))]
     assert len(shapes) == 4
-    # The loader resizes the short side to one of MIN_SIZE_TRAIN (256/288/320), capped at 384.
-    assert all(min(h, w) in (256, 288, 320) or max(h, w) == 384 for h, w, _ in shapes)
+    # The loader resizes the short side to a size drawn from MIN_SIZE_TRAIN's range [112, 176], the long
+    # side capped at MAX_SIZE_TRAIN 224.
+    assert all(112 <= min(h, w) <= 176 or max(h, w) == 224 for h, w, _ in shapes)
+    assert all(max(h, w) <= 224 for h, w, _ in shapes)
 
 
 def test_demo_draws_predictions(tiny_shapes, tmp_path):

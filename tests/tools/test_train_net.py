@@ -97,6 +97,10 @@ def _assert_same_state(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
+def _is_bn_statistic(key):
+    return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+
+
 def _assert_same_optimizer_and_ema(ours, ref):
     """Every optimizer state tensor (SGD momentum, AdamW moments and step) and the weight EMA agree bit for bit."""
     states = list(zip(ours["trainer"]["optimizer"]["state"].values(), ref["trainer"]["optimizer"]["state"].values()))
@@ -315,7 +319,10 @@ def test_two_gloo_processes_agree_and_evaluate_each_image_once(tmp_path, data_ro
                           "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0", "SOLVER.MAX_ITER", "4")], timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     rank0, rank1 = _load(out / "weights_rank0.pth"), _load(out / "weights_rank1.pth")
-    _assert_same_state(rank0, rank1)
+    # Parameters agree; BatchNorm's running statistics are each process's own (its own images), as in
+    # detectron2 without SyncBN.
+    _assert_same_state(*({k: v for k, v in r.items() if not _is_bn_statistic(k)} for r in (rank0, rank1)))
+    assert any(_is_bn_statistic(k) for k in rank0)
     _assert_same_state(rank0, _load(out / "model_final.pth")["model"])
     # Training changed the weights (the two ranks did not merely agree on the initial ones).
     initial = _load(out / "model_0000002.pth")["model"]

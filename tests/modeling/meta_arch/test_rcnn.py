@@ -143,12 +143,15 @@ def test_shapes_configs_share_retinanets_backbone_data_and_schedule():
     theirs = _cfg(REPO / "configs" / "shapes" / "retinanet_R_18_FPN.yaml")
     assert ours.MODEL.RESNETS.OUT_FEATURES == ["res2", "res3", "res4", "res5"]  # P2 needs res2
     ours.MODEL.RESNETS.OUT_FEATURES = theirs.MODEL.RESNETS.OUT_FEATURES
-    for key in ("MODEL.RESNETS", "MODEL.BACKBONE", "DATASETS", "INPUT", "SOLVER", "SEED", "TEST.VIS_IMAGES",
-                "MODEL.FPN.OUT_CHANNELS", "MODEL.ANCHOR_GENERATOR.SIZES"):
+    for key in ("MODEL.RESNETS", "MODEL.BACKBONE", "MODEL_EMA", "DATASETS", "INPUT", "SOLVER", "SEED",
+                "TEST.VIS_IMAGES", "MODEL.FPN.OUT_CHANNELS"):
         a, b = ours, theirs
         for part in key.split("."):
             a, b = a[part], b[part]
         assert a == b, key
+    # The RPN's one anchor size per level P2-P6 spans RetinaNet's sizes on P3-P5 (times its scales).
+    sizes, scales = theirs.MODEL.ANCHOR_GENERATOR.SIZES, theirs.MODEL.ANCHOR_GENERATOR.SCALES
+    assert min(ours.MODEL.ANCHOR_GENERATOR.SIZES) <= min(sizes) and max(ours.MODEL.ANCHOR_GENERATOR.SIZES) >= max(sizes) * max(scales)
     tiny, tiny_retinanet = _cfg(QUICK), _cfg(REPO / "configs" / "quick" / "retinanet_R_18_shapes_tiny.yaml")
     for key in ("DATASETS", "INPUT", "SOLVER", "DATALOADER"):
         assert tiny[key] == tiny_retinanet[key], key
