@@ -153,9 +153,10 @@ def test_training_leaves_config_metrics_curves_and_checkpoints(tmp_path, data_ro
     final = [line for line in lines if "bbox/AP" in line]
     assert len(final) == 1 and final[0]["iteration"] == 5
     assert final[0]["bbox/AP"] == pytest.approx(results["bbox"]["AP"])
-    # warmup 2 iterations from 0.001 x 0.01, then 0.01, x 0.1 from iteration 4 (STEPS [4]).
+    # BASE_LR 0.004 (the demo's AdamW rate): warmup 2 iterations from 0.001 x 0.004, then 0.004, x 0.1 from
+    # iteration 4 (STEPS [4]).
     lrs = [line["lr"] for line in lines if "lr" in line]
-    assert lrs == pytest.approx([1e-5, 0.01 * (0.001 * 0.5 + 0.5), 0.01, 0.01, 0.001, 0.001])
+    assert lrs == pytest.approx([4e-6, 0.004 * (0.001 * 0.5 + 0.5), 0.004, 0.004, 0.0004, 0.0004])
 
     # The final config reloads to the same values.
     from retinadet.config import get_cfg

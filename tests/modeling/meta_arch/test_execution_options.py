@@ -16,7 +16,7 @@ def test_channels_last_gives_the_same_losses_and_detections():
     batch = quick_batch(2)
     plain, nhwc = quick_model(), quick_model("MODEL.CHANNELS_LAST", "True")
     assert not plain.channels_last and nhwc.channels_last
-    assert nhwc.backbone.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     images = nhwc.preprocess_image(batch).tensor
     assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
     nhwc.load_state_dict(plain.state_dict())
@@ -83,9 +83,10 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, caplo
     warnings = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
     assert len(warnings) == 3 and all("RuntimeError: no C++ compiler found" in w for w in warnings)
     assert "backbone" in warnings[0] and "MODEL.COMPILE" in warnings[0]
-    expected = reference(batch)
-    for k in expected:
-        assert torch.allclose(first[k], expected[k]) and torch.allclose(second[k], expected[k])
+    # The loss normaliser (an EMA buffer) moves with each training call, so compare call by call.
+    expected_first, expected_second = reference(batch), reference(batch)
+    for k in expected_first:
+        assert torch.allclose(first[k], expected_first[k]) and torch.allclose(second[k], expected_second[k])
     # Parameter names, and so checkpoints, are untouched.
     assert list(model.state_dict()) == list(reference.state_dict())
 
