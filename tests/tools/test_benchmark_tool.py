@@ -498,3 +498,29 @@ def test_relative_to_an_earlier_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(["--config-file", RCNN_TINY, "--task", "train", "--relative-to", str(earlier), *TINY])
     assert "has task 'eval' but this run has 'train'" in capsys.readouterr().err
+
+
+def test_time_to_accuracy_task_end_to_end(tmp_path, capsys):
+    out = tmp_path / "tta"
+    assert benchmark.main(["--config-file", SHAPES_TINY, "--task", "time-to-accuracy", "--interval", "0.0001",
+                           "--threads", "1", "DATASETS.ROOT", str(tmp_path / "data"), "OUTPUT_DIR", str(out),
+                           "SOLVER.MAX_ITER", "3", "TRAIN.LOSS_CURVE", "False"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "time_to_accuracy.json").read_text())
+    # An interval shorter than any step: an evaluation after every iteration, and none repeated at the end.
+    assert [p["iteration"] for p in report["points"]] == [1, 2, 3]
+    assert [p["images"] for p in report["points"]] == [2, 4, 6]  # IMS_PER_BATCH 2 of the tiny config
+    minutes = [p["minutes"] for p in report["points"]]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    assert all(0.0 <= p["bbox/AP"] <= 100.0 or math.isnan(p["bbox/AP"]) for p in report["points"])
+    assert (out / "time_to_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| minutes | iteration | images | AP | AP50 | AP75 |" in printed and "| 3 | 6 |" in printed
+
+
+def test_time_to_accuracy_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--config-file", SHAPES_TINY, "--task", "time-to-accuracy", "--interval", "0"])
+    assert "--interval and --minutes must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark.main(["--config-file", SHAPES_TINY, "--task", "time-to-accuracy", "--compare-torchvision"])
+    assert "apply to --task train and eval" in capsys.readouterr().err
