@@ -26,6 +26,7 @@ __all__ = [
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "evaluate_trainer",
     "setup",
 ]
 
@@ -170,8 +171,10 @@ def default_writers(cfg: CfgNode, max_iter: int, device: Optional[torch.device] 
     ]
 
 
-def _evaluate(cfg: CfgNode, trainer: Any) -> Dict[str, Any]:
-    """``trainer.test`` on the weights to evaluate (the EMA's when the trainer keeps one)."""
+def evaluate_trainer(cfg: CfgNode, trainer: Any) -> Dict[str, Any]:
+    """``trainer.test(cfg, trainer.model_without_ddp)`` on the weights to evaluate: within
+    ``trainer.evaluation_weights()`` (the EMA's when the trainer keeps one) when it has that method.
+    Returns the test results ({task: {metric: value}})."""
     weights = getattr(trainer, "evaluation_weights", None)
     with (weights() if weights is not None else contextlib.nullcontext()):
         return trainer.test(cfg, trainer.model_without_ddp)
@@ -206,7 +209,7 @@ def build_default_hooks(cfg: CfgNode, trainer: Any) -> List[HookBase]:
         hooks.GracefulInterrupt(),
         hooks.PeriodicCheckpointer(trainer.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_TO_KEEP,
                                    extra=trainer.checkpoint_extra()),
-        hooks.EvalHook(cfg.TEST.EVAL_PERIOD, functools.partial(_evaluate, cfg, trainer))
+        hooks.EvalHook(cfg.TEST.EVAL_PERIOD, functools.partial(evaluate_trainer, cfg, trainer))
         if cfg.DATASETS.TEST else None,
     ]
     built.extend(hooks.build_registered_hooks(cfg.TRAIN.HOOKS, cfg, trainer))

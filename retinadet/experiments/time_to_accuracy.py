@@ -5,6 +5,7 @@ the model is evaluated, so each point says what that many minutes of training re
 to OUTPUT_DIR/time_to_accuracy.json (one row per evaluation) and time_to_accuracy.png (AP, AP50
 and AP75 against minutes).
 """
+import functools
 import json
 import logging
 import os
@@ -137,6 +138,7 @@ def run_time_to_accuracy(cfg: Any, interval_minutes: float, budget_minutes: Opti
     ``budget_minutes`` (None: the whole schedule). Writes OUTPUT_DIR/time_to_accuracy.{json,png} and
     returns {"config_file", "setup_seconds", "points": [...], "json", "png"}."""
     from retinadet.engine import DefaultTrainer
+    from retinadet.engine.defaults import evaluate_trainer
 
     if not cfg.DATASETS.TEST:
         raise ValueError("Time to accuracy needs DATASETS.TEST to evaluate on; the config has none.")
@@ -146,14 +148,10 @@ def run_time_to_accuracy(cfg: Any, interval_minutes: float, budget_minutes: Opti
         def build_hooks(self) -> list:
             # The timed evaluation replaces the iteration-based one; it goes where that one was.
             hooks = super().build_hooks()
-            self.timed = TimedEvaluation(interval_minutes * 60.0, self._evaluate_now,
-                                         None if budget_minutes is None else budget_minutes * 60.0,
-                                         cfg.SOLVER.IMS_PER_BATCH)
+            evaluate = functools.partial(evaluate_trainer, self.cfg, self)
+            budget_s = None if budget_minutes is None else budget_minutes * 60.0
+            self.timed = TimedEvaluation(interval_minutes * 60.0, evaluate, budget_s, cfg.SOLVER.IMS_PER_BATCH)
             return [self.timed if isinstance(h, EvalHook) else h for h in hooks]
-
-        def _evaluate_now(self) -> Dict[str, Any]:
-            with self.evaluation_weights():
-                return self.test(self.cfg, self.model_without_ddp)
 
     trainer = _Trainer(cfg)
     trainer.resume_or_load(resume=False)
