@@ -4,6 +4,7 @@ a speed-vs-accuracy plot and results.json.
 
     python tools/compare.py --configs A.yaml B.yaml [--iters N] [--output-dir D] [KEY VALUE ...]
     python tools/compare.py --preset two-stage          # RetinaNet vs Faster R-CNN on the shapes set
+    python tools/compare.py --preset two-stage --seeds 0 1   # each config twice: mean ± std per row
 
 Same budget: every config trains for the same SOLVER.MAX_ITER, --iters N or else the first config's.
 A config trained for another number of iterations than its own MAX_ITER gets SOLVER.STEPS and
@@ -18,6 +19,10 @@ Train it/s leaves out the first steps; inference ms/img is the model alone (the 
 timing); peak memory is the training log's max_mem (CUDA memory on a GPU, resident memory on CPU).
 A run whose loss becomes non-finite is reported as diverged; a run that fails otherwise is reported
 with its last log lines and the exit status is 1.
+
+--seeds S [S ...] trains every config once per seed (SEED S: model initialisation, data order and
+augmentation), names the runs "<config> (seed S)" and reports one row per config: the mean and the
+sample standard deviation of each metric over its finished seeds; results.json keeps every run.
 """
 import argparse
 import os
@@ -34,7 +39,7 @@ from retinadet.experiments.configs import (
     schedule_overrides,
 )
 from retinadet.experiments.presets import COMPARE_PRESETS, get_preset
-from retinadet.experiments.report import comparison_markdown, speed_accuracy_plot
+from retinadet.experiments.report import comparison_markdown, seed_comparison_markdown, speed_accuracy_plot
 from retinadet.experiments.runner import PlannedRun, RunSpec, describe, plan_run, run_all
 
 
@@ -47,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iters", type=int, default=None,
                         help="SOLVER.MAX_ITER of every run (default: the first config's)")
     parser.add_argument("--output-dir", default=None, help="folder of the results and runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                        help="train every config once per seed (SEED S) and report mean ± std (default: one run, "
+                             "the config's SEED)")
     parser.add_argument("--force", action="store_true", help="train again even where a finished run exists")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their overrides, train nothing")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
@@ -83,13 +91,26 @@ def plan(args: argparse.Namespace) -> dict:
         raise ExperimentInputError(f"--iters must be a positive number of iterations; got {args.iters}.")
     max_iter = args.iters if args.iters is not None else int(cfgs[0].SOLVER.MAX_ITER)
     output_dir = args.output_dir or os.path.join("output", "compare", args.preset or "custom")
+    seeds = args.seeds
+    if seeds is not None:
+        if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+            raise ExperimentInputError(f"--seeds must be distinct numbers >= 0; got {seeds}.")
+        if "SEED" in overrides[0::2]:
+            raise ExperimentInputError("--seeds sets SEED for every run; leave SEED out of the KEY VALUE overrides.")
     runs: List[PlannedRun] = []
+    groups: List[tuple] = []
     for name, path, cfg in zip(names, files, cfgs):
         run_overrides = [*SPEED_OVERRIDES, *overrides, *schedule_overrides(cfg, max_iter)]
-        runs.append(plan_run(RunSpec(name, path, tuple(run_overrides)), output_dir))
+        if seeds is None:
+            runs.append(plan_run(RunSpec(name, path, tuple(run_overrides)), output_dir))
+            continue
+        group = [plan_run(RunSpec(f"{name} (seed {seed})", path, (*run_overrides, "SEED", str(seed))), output_dir)
+                 for seed in seeds]
+        runs.extend(group)
+        groups.append((name, group))
     batch_sizes = {name: int(cfg.SOLVER.IMS_PER_BATCH) for name, cfg in zip(names, cfgs)}
     return {"runs": runs, "max_iter": max_iter, "output_dir": output_dir, "configs": files, "overrides": overrides,
-            "ims_per_batch": batch_sizes}
+            "ims_per_batch": batch_sizes, "seeds": seeds, "groups": groups}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -103,19 +124,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     if len(set(planned["ims_per_batch"].values())) > 1:
         print(f"note: the configs train on different batch sizes (SOLVER.IMS_PER_BATCH {planned['ims_per_batch']}); "
               "the same MAX_ITER then means different numbers of images.")
-    print(f"Comparing {len(runs)} configs for SOLVER.MAX_ITER {max_iter} each, in {output_dir}.")
+    seeds = f", seeds {planned['seeds']} ({len(runs)} runs)" if planned["seeds"] is not None else ""
+    print(f"Comparing {len(planned['configs'])} configs for SOLVER.MAX_ITER {max_iter} each{seeds}, in {output_dir}.")
     if args.dry_run:
         for run in runs:
             print(f"  {run.spec.name}: {run.spec.config_file} {' '.join(run.spec.overrides)} -> {run.output_dir}")
         return 0
     records = run_all(runs, reuse=not args.force, progress=lambda line: print(line, flush=True))
     os.makedirs(output_dir, exist_ok=True)
-    table = comparison_markdown(records, max_iter=max_iter)
+    if planned["seeds"] is None:
+        table = comparison_markdown(records, max_iter=max_iter)
+    else:
+        by_hash = {r.hash: r for r in records}
+        table = seed_comparison_markdown([(name, [by_hash[p.hash] for p in group]) for name, group in planned["groups"]],
+                                         max_iter=max_iter)
     cli.write_text(os.path.join(output_dir, "comparison.md"), "# Comparison\n\n" + table + "\n")
     speed_accuracy_plot(records, os.path.join(output_dir, "speed_vs_accuracy.png"),
                         title=f"Speed vs. accuracy ({max_iter} iterations each)")
     cli.write_json(os.path.join(output_dir, "results.json"), {
         "tool": "compare", "preset": args.preset, "max_iter": max_iter, "configs": planned["configs"],
+        "seeds": planned["seeds"],
         "overrides": planned["overrides"], "runs": [r.to_dict() for r in records],
     })
     print("\n" + table + "\n")

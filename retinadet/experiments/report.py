@@ -1,7 +1,7 @@
 """Markdown tables and pictures of experiment results: the comparison table and its speed-vs-accuracy
 plot, the ablation tables, AP vs gamma, and the focal loss as a function of p_t (the paper's Fig. 1)."""
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -13,6 +13,8 @@ __all__ = [
     "ablation_markdown",
     "ap_vs_gamma_plot",
     "comparison_markdown",
+    "seed_comparison_markdown",
+    "seed_statistics",
     "focal_loss_curve_plot",
     "focal_loss_curves",
     "markdown_table",
@@ -79,6 +81,56 @@ def comparison_markdown(records: Sequence[RunRecord], max_iter: Optional[int] = 
                      _number(r.peak_memory_mib, 0)])
     budget = f"Same budget: SOLVER.MAX_ITER {max_iter} for every config.\n\n" if max_iter is not None else ""
     return budget + markdown_table(header, rows)
+
+
+def seed_statistics(records: Sequence[RunRecord], name: str) -> Dict[str, Tuple[float, float, int]]:
+    """{metric: (mean, sample standard deviation, n)} over the records that finished ("ok") with a
+    finite value of the metric: the AP metrics, train_its, inference_ms and peak_memory_mib. The
+    deviation is NaN with one value; a metric no record has is left out. ``name`` is only checked:
+    every record must be a seed of it (``RunRecord.name`` is "<name> (seed S)")."""
+    stats: Dict[str, Tuple[float, float, int]] = {}
+    for r in records:
+        if not r.name.startswith(name):
+            raise ValueError(f"Run {r.name!r} is not a seed of {name!r}.")
+    ok = [r for r in records if r.status == OK]
+    columns = {m: [r.metrics.get(m) for r in ok] for m in METRIC_NAMES}
+    columns.update(train_its=[r.train_its for r in ok], inference_ms=[r.inference_ms for r in ok],
+                   peak_memory_mib=[r.peak_memory_mib for r in ok])
+    for key, values in columns.items():
+        finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if finite:
+            std = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+            stats[key] = (float(np.mean(finite)), std, len(finite))
+    return stats
+
+
+def _mean_spread(stat: Optional[Tuple[float, float, int]], digits: int = 1) -> str:
+    if stat is None:
+        return "-"
+    mean, std, n = stat
+    return _number(mean, digits) if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def seed_comparison_markdown(groups: Sequence[Tuple[str, Sequence[RunRecord]]], max_iter: Optional[int] = None) -> str:
+    """The comparison table over repeated seeds: one row per (config name, its seed records) with
+    "mean ± std" (sample standard deviation over the finished seeds) of AP, AP50, AP75, APs, APm, APl,
+    the mean train it/s, inference ms/img and peak memory, and "finished/total" seeds. A config none of
+    whose seeds finished shows the first record's status."""
+    header = ["config", "seeds", *METRIC_NAMES, "train it/s", "inference ms/img", "peak memory MiB"]
+    rows = []
+    for name, records in groups:
+        stats = seed_statistics(records, name)
+        finished = sum(r.status == OK for r in records)
+        if finished == 0:
+            rows.append([name, f"0/{len(records)}", result_cell(records[0] if records else None)]
+                        + ["-"] * (len(header) - 3))
+            continue
+        rows.append([name, f"{finished}/{len(records)}", *[_mean_spread(stats.get(m)) for m in METRIC_NAMES],
+                     _number(stats.get("train_its", (None,))[0], 2), _number(stats.get("inference_ms", (None,))[0], 1),
+                     _number(stats.get("peak_memory_mib", (None,))[0], 0)])
+    budget = f"Same budget: SOLVER.MAX_ITER {max_iter} for every config.\n\n" if max_iter is not None else ""
+    note = "Metrics: mean ± sample standard deviation over the finished seeds.\n\n"
+    return budget + note + markdown_table(header, rows)
 
 
 def speed_accuracy_plot(records: Sequence[RunRecord], path: str, title: str = "Speed vs. accuracy") -> int:

@@ -138,3 +138,24 @@ def test_unknown_preset_lists_presets_and_the_closest():
     assert "Unknown preset 'two-stge'; presets: two-stage. Did you mean 'two-stage'?" == str(info.value)
     assert COMPARE_PRESETS["two-stage"] == ("configs/shapes/retinanet_R_18_FPN.yaml",
                                             "configs/shapes/faster_rcnn_R_18_FPN.yaml")
+
+
+def test_seed_table_mean_and_sample_deviation():
+    from retinadet.experiments.report import seed_comparison_markdown, seed_statistics
+
+    retina = [_record("retina (seed 0)", ap=30.0, train_its=2.0), _record("retina (seed 1)", ap=34.0, train_its=4.0),
+              _record("retina (seed 2)", status="diverged", diverged_at=3)]
+    # Hand computation: mean 32, sample std sqrt(((30-32)^2 + (34-32)^2) / 1) = 2.83; APl is NaN everywhere.
+    stats = seed_statistics(retina, "retina")
+    assert stats["AP"] == pytest.approx((32.0, 2.8284271, 2)) and stats["train_its"] == pytest.approx((3.0, 1.4142136, 2))
+    assert "APl" not in stats
+    lonely = [_record("frcnn (seed 0)", ap=10.0)]
+    failed = [_record("broken (seed 0)", status="failed"), _record("broken (seed 1)", status="failed")]
+    lines = seed_comparison_markdown([("retina", retina), ("frcnn", lonely), ("broken", failed)], max_iter=50).splitlines()
+    assert lines[0] == "Same budget: SOLVER.MAX_ITER 50 for every config."
+    assert lines[2].startswith("Metrics: mean ± sample standard deviation")
+    assert lines[6] == "| retina | 2/3 | 32.0 ± 2.8 | 52.0 ± 2.8 | 27.0 ± 2.8 | 1.0 ± 0.0 | 2.0 ± 0.0 | - | 3.00 | - | - |"
+    assert lines[7] == "| frcnn | 1/1 | 10.0 | 30.0 | 5.0 | 1.0 | 2.0 | - | - | - | - |"
+    assert lines[8] == "| broken | 0/2 | failed | - | - | - | - | - | - | - | - |"
+    with pytest.raises(ValueError, match="not a seed of 'frcnn'"):
+        seed_statistics(retina, "frcnn")

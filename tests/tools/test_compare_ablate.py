@@ -136,3 +136,25 @@ def test_compare_then_ablate_share_runs(tmp_path, data_root, capsys, monkeypatch
     assert config["MODEL"]["ANCHOR_GENERATOR"]["ASPECT_RATIOS"] == [1.0]
     assert os.path.getsize(os.path.join(out_dir, "focal_loss_curve.png")) > 1000
     assert not os.path.exists(os.path.join(out_dir, "ap_vs_gamma.png"))  # table (a) not run
+
+
+def test_seeds_plan_one_run_per_config_and_seed(tmp_path, capsys):
+    code, out, _ = _run(compare, ["--preset", "two-stage", "--seeds", "0", "1", "--dry-run",
+                                  "--output-dir", str(tmp_path)], capsys)
+    assert code == 0
+    assert "Comparing 2 configs for SOLVER.MAX_ITER 2900 each, seeds [0, 1] (4 runs)" in out
+    lines = [line for line in out.splitlines() if line.startswith("  ")]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "retinanet_R_18_FPN (seed 0)", "retinanet_R_18_FPN (seed 1)",
+        "faster_rcnn_R_18_FPN (seed 0)", "faster_rcnn_R_18_FPN (seed 1)"]
+    assert all(line.split(" -> ")[0].endswith(f"SEED {i % 2}") for i, line in enumerate(lines))
+    assert len({line.split(" -> ")[1] for line in lines}) == 4  # four run folders
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_seeds_are_refused(tmp_path, capsys):
+    code, _, err = _run(compare, ["--preset", "two-stage", "--seeds", "1", "1", "--output-dir", str(tmp_path)], capsys)
+    assert code == 2 and "--seeds must be distinct numbers >= 0; got [1, 1]" in err
+    code, _, err = _run(compare, ["--preset", "two-stage", "--seeds", "0", "1", "--output-dir", str(tmp_path),
+                                  "SEED", "3"], capsys)
+    assert code == 2 and "leave SEED out" in err
