@@ -33,11 +33,13 @@ class ModelEMA:
         self.updates = 0
         self.restored = False  # set when load_state_dict() restored saved averages
         self.weights: Dict[str, torch.Tensor] = {}
+        self._cache = None
         self.reset(model)
 
     def reset(self, model: nn.Module) -> None:
         """Start the average over from the model's current weights."""
         self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._cache = None  # the tensor lists of update(), rebuilt for these new averages
 
     def current_decay(self) -> float:
         """The decay the next update uses."""
@@ -45,18 +47,30 @@ class ModelEMA:
             return self.decay
         return self.decay * (1.0 - math.exp(-(self.updates + 1) / self.ramp_iters))
 
+    def _pairs(self, model: nn.Module):
+        """(average floats, model floats, average others, model others): the tensors ``update`` works on,
+        gathered once per model. The model's are its own parameters and buffers (``keep_vars``), which
+        loading a state dict or an optimizer step change in place, so the lists stay valid."""
+        if self._cache is None or self._cache[0] is not model:
+            floats_ema, floats_new, others_ema, others_new = [], [], [], []
+            for name, value in model.state_dict(keep_vars=True).items():
+                ema = self.weights[name]
+                if ema.is_floating_point():
+                    floats_ema.append(ema)
+                    floats_new.append(value)
+                else:
+                    others_ema.append(ema)
+                    others_new.append(value)
+            self._cache = (model, floats_ema, floats_new, others_ema, others_new)
+        return self._cache[1:]
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Fold the model's current weights into the average."""
         d = self.current_decay()
-        floats_ema, floats_new = [], []
-        for name, value in model.state_dict().items():
-            ema = self.weights[name]
-            if ema.is_floating_point():
-                floats_ema.append(ema)
-                floats_new.append(value.detach())
-            else:
-                ema.copy_(value)
+        floats_ema, floats_new, others_ema, others_new = self._pairs(model)
+        for ema, value in zip(others_ema, others_new):
+            ema.copy_(value)
         if floats_ema:
             torch._foreach_lerp_(floats_ema, floats_new, 1.0 - d)
         self.updates += 1
