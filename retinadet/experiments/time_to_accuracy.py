@@ -6,7 +6,6 @@ to OUTPUT_DIR/time_to_accuracy.json (one row per evaluation) and time_to_accurac
 and AP75 against minutes).
 """
 import functools
-import json
 import logging
 import os
 import time
@@ -14,6 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from retinadet.engine.hooks import EvalHook, flatten_results
 from retinadet.engine.train_loop import HookBase
+
+from .cli import write_json
 
 __all__ = ["TimedEvaluation", "plot_time_to_accuracy", "run_time_to_accuracy", "markdown_table"]
 
@@ -124,13 +125,6 @@ def markdown_table(points: Sequence[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: str, data: Dict[str, Any]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def run_time_to_accuracy(cfg: Any, interval_minutes: float, budget_minutes: Optional[float] = None,
                          config_file: str = "") -> Dict[str, Any]:
     """Train ``cfg`` (frozen, set up with ``default_setup``) in this process, evaluating on
@@ -161,7 +155,7 @@ def run_time_to_accuracy(cfg: Any, interval_minutes: float, budget_minutes: Opti
     report = {"config_file": config_file, "setup_seconds": setup_seconds, "points": points}
     json_path = os.path.join(cfg.OUTPUT_DIR, "time_to_accuracy.json")
     png_path = os.path.join(cfg.OUTPUT_DIR, "time_to_accuracy.png")
-    _write_json(json_path, report)
+    write_json(json_path, report)
     title = f"{os.path.basename(config_file) or 'config'}: setup {setup_seconds:.0f} s before minute 0"
     plot_time_to_accuracy(points, png_path, title)
     report.update(json=json_path, png=png_path)
