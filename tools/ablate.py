@@ -2,7 +2,8 @@
 """Reproduce the focal-loss paper's ablations (Lin et al. 2017, Table 1) with RetinaNet on the embedded
 shapes data set, and write the tables, plots and results.json.
 
-    python tools/ablate.py --preset focal [--budget F] [--base-config C] [--tables a,b,c,d] [KEY VALUE ...]
+    python tools/ablate.py --preset focal [--seeds S ...] [--budget F] [--base-config C] [--tables a,b,c,d]
+                           [KEY VALUE ...]
 
 Tables of the focal preset: (a) gamma in {0, .5, 1, 2, 5} x alpha in {.25, .5, .75} (gamma 0 is
 alpha-balanced CE); (b) FL vs. OHEM (128 anchors per image, NMS .5) and 1:3 sampling (256 anchors
@@ -11,16 +12,21 @@ vs. none (pi = .5, bias 0), for FL and for plain CE. Every row starts from the r
 alpha .25, every anchor, the prior, 9 anchors), so a setting in several tables is trained once
 (21 runs for all four tables).
 
-Backbone: the preset first trains one run of its pretraining config (for focal,
-configs/shapes/retinanet_R_18_ablation_pretrain.yaml: the same model, longer, trainable BN) and every
-row then starts from that run's ResNet (MODEL.BACKBONE.WEIGHTS) with a fresh FPN and heads, as every
-row of the paper starts from one ImageNet ResNet; --pretrain-config none trains the rows from scratch
-(the default with --base-config). The pretraining run is reused like the rows.
+Backbone: the preset first trains one run of its pretraining config (for focal, the demo,
+configs/shapes/retinanet_R_18_FPN.yaml) and every row then starts from that run's ResNet (its EMA
+weights, MODEL.BACKBONE.WEIGHTS) with a fresh FPN and heads, as every row of the paper starts from one
+ImageNet ResNet; --pretrain-config none trains the rows from scratch (the default with --base-config).
+The pretraining run is reused like the rows.
+
+Seeds: --seeds S [S ...] trains every cell once per seed (SEED S: the rows' initialisation, data order
+and augmentation; the pretraining run is one run) and shows each cell as the mean ± the sample
+standard deviation over its seeds; without it every cell is one run with the config's SEED.
 
 Budget: every run trains for round(F x SOLVER.MAX_ITER of the base config) iterations (--budget F,
 default 1), with SOLVER.STEPS and SOLVER.WARMUP_ITERS scaled by the same factor. The base config
 (--base-config, default configs/shapes/retinanet_R_18_ablation.yaml) is sized for about 2 minutes
-a run on a 2-core CPU and its pretraining run for about 9, so the default preset takes under an hour.
+a run on a 2-core CPU and the pretraining run for about 8, so one seed of the preset takes about 50
+minutes and two seeds about 95 (ablation.md states the time its runs took).
 Every run also gets SOLVER.CHECKPOINT_PERIOD beyond MAX_ITER, TEST.EVAL_PERIOD 0, TEST.VIS_IMAGES 0,
 TRAIN.LOSS_CURVE False; KEY VALUE overrides apply to every run (the tables' own settings win).
 
@@ -49,8 +55,8 @@ from retinadet.experiments.configs import (
 )
 from retinadet.experiments.pretraining import BACKBONE_FILE, export_backbone_weights
 from retinadet.experiments.presets import ABLATION_PRESETS, get_preset, row_overrides, run_name, select_tables
-from retinadet.experiments.report import ablation_markdown, ap_vs_gamma_plot, focal_loss_curve_plot
-from retinadet.experiments.runner import PlannedRun, RunSpec, describe, plan_run, run_all
+from retinadet.experiments.report import ablation_markdown, ap_vs_gamma_plot, focal_loss_curve_plot, seed_statistics
+from retinadet.experiments.runner import OK, PlannedRun, RunRecord, RunSpec, describe, plan_run, run_all
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "scratch (default: the preset's, or none with --base-config)")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="factor on the base config's SOLVER.MAX_ITER (default 1)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                        help="train every cell once per seed (SEED S) and show mean ± std (default: one run, "
+                             "the config's SEED)")
     parser.add_argument("--tables", default=None, help="comma-separated tables to run, e.g. a,c (default: all)")
     parser.add_argument("--output-dir", default=None, help="folder of the results and runs")
     parser.add_argument("--force", action="store_true", help="train again even where a finished run exists")
@@ -74,12 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plan(args: argparse.Namespace) -> dict:
     """Check every input and plan the runs, training nothing. Returns {"preset", "tables", "cells":
-    {table key: [PlannedRun per row]}, "runs": [unique PlannedRun], "max_iter", "base_config",
-    "output_dir", "overrides"}. Raises ExperimentInputError."""
+    {table key: [[PlannedRun per seed] per row]}, "runs": [unique PlannedRun], "max_iter", "seeds",
+    "base_config", "output_dir", "overrides", ...}. Raises ExperimentInputError."""
     preset = get_preset(args.preset, ABLATION_PRESETS)
     keys = [k.strip() for k in args.tables.split(",") if k.strip()] if args.tables else None
     tables = select_tables(preset, keys)
     overrides = cli.user_overrides(list(args.opts or []))
+    cli.check_seeds(args.seeds, overrides)
     if args.base_config is None:
         base = resolve_config_path(preset.base_config, what=f"base config of preset {preset.name!r} (--base-config)")
     else:
@@ -93,7 +103,7 @@ def plan(args: argparse.Namespace) -> dict:
     pretrain = _plan_pretraining(args, preset, overrides, output_dir)
     backbone = ["MODEL.BACKBONE.WEIGHTS", os.path.join(pretrain.output_dir, BACKBONE_FILE)] if pretrain else []
 
-    cells: Dict[str, List[PlannedRun]] = {}
+    cells: Dict[str, List[List[PlannedRun]]] = {}
     unique: Dict[str, PlannedRun] = {}
     own: Dict[str, List[str]] = {}
     for table in tables:
@@ -101,13 +111,17 @@ def plan(args: argparse.Namespace) -> dict:
         for row in table.rows:
             run_overrides = [*SPEED_OVERRIDES, *overrides, *schedule, *backbone,
                              *overrides_from_dict(row_overrides(preset, row))]
-            planned = plan_run(RunSpec(run_name(table, row), base, tuple(run_overrides)), output_dir)
-            planned = unique.setdefault(planned.hash, planned)
-            own.setdefault(planned.hash, overrides_from_dict(row.overrides))
-            cells[table.key].append(planned)
+            per_seed = []
+            for seed in args.seeds or [None]:
+                name, seed_keys = cli.seed_overrides(run_name(table, row), seed)
+                planned = plan_run(RunSpec(name, base, (*run_overrides, *seed_keys)), output_dir)
+                planned = unique.setdefault(planned.hash, planned)
+                own.setdefault(planned.hash, overrides_from_dict(row.overrides) + seed_keys)
+                per_seed.append(planned)
+            cells[table.key].append(per_seed)
     shadowed = sorted({k for k in overrides[0::2] for t in tables for r in t.rows if k in row_overrides(preset, r)})
     return {"preset": preset, "tables": tables, "cells": cells, "runs": list(unique.values()), "max_iter": max_iter,
-            "base_config": base, "output_dir": output_dir, "overrides": overrides, "shadowed": shadowed,
+            "seeds": args.seeds, "base_config": base, "output_dir": output_dir, "overrides": overrides, "shadowed": shadowed,
             "own_overrides": own, "schedule": schedule, "pretrain": pretrain}
 
 
@@ -126,6 +140,17 @@ def _plan_pretraining(args: argparse.Namespace, preset, overrides: List[str], ou
     return plan_run(spec, output_dir)
 
 
+def _row_result(row, records: List[RunRecord]) -> dict:
+    """A table row for results.json: its labels, each seed's run, and the mean and sample standard
+    deviation of the metrics over the seeds that finished (``seed_statistics``)."""
+    stats = seed_statistics(records)
+    runs = [{"run": r.name, "hash": r.hash, "status": r.status, "metrics": r.to_dict()["metrics"],
+             "diverged_at": r.diverged_at} for r in records]
+    return {"labels": row.labels, "runs": runs, "finished": sum(r.status == OK for r in records),
+            "mean": {k: v[0] for k, v in stats.items()},
+            "std": {k: (None if v[2] < 2 else v[1]) for k, v in stats.items()}}
+
+
 def _shown(path: str) -> str:
     """``path`` relative to the repository when it lies inside it, for the tables."""
     relative = os.path.relpath(path, REPO_ROOT)
@@ -141,8 +166,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     preset, tables, runs, output_dir = planned["preset"], planned["tables"], planned["runs"], planned["output_dir"]
     cells_total = sum(len(t.rows) for t in tables)
-    print(f"Ablation {preset.name!r} from {planned['base_config']}: {cells_total} table cells, {len(runs)} distinct "
-          f"runs of {planned['max_iter']} iterations, in {output_dir}.")
+    seeds = f", seeds {planned['seeds']}" if planned["seeds"] is not None else ""
+    print(f"Ablation {preset.name!r} from {planned['base_config']}: {cells_total} table cells{seeds}, {len(runs)} "
+          f"distinct runs of {planned['max_iter']} iterations, in {output_dir}.")
     if planned["shadowed"]:
         print(f"note: the tables set {', '.join(planned['shadowed'])} themselves; their values replace the command line's.")
     if args.dry_run:
@@ -172,20 +198,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     sections = []
     results_tables = {}
     for table in tables:
-        table_records = [by_hash[p.hash] for p in planned["cells"][table.key]]
+        table_records = [[by_hash[p.hash] for p in per_seed] for per_seed in planned["cells"][table.key]]
         sections.append(ablation_markdown(table, table_records))
-        results_tables[table.key] = {
-            "title": table.title,
-            "rows": [{"labels": row.labels, "run": rec.name, "hash": rec.hash, "status": rec.status, "metrics":
-                      rec.to_dict()["metrics"], "diverged_at": rec.diverged_at}
-                     for row, rec in zip(table.rows, table_records)],
-        }
+        results_tables[table.key] = {"title": table.title,
+                                     "rows": [_row_result(row, rows) for row, rows in zip(table.rows, table_records)]}
         if table.key == "a" and "ap_vs_gamma" in preset.plots:
             ap_vs_gamma_plot(table, table_records, os.path.join(output_dir, "ap_vs_gamma.png"))
     if "focal_loss_curve" in preset.plots:
         focal_loss_curve_plot(os.path.join(output_dir, "focal_loss_curve.png"))
     header = (f"# Ablation: {preset.description}\n\nBase config {_shown(planned['base_config'])}, SOLVER.MAX_ITER "
               f"{planned['max_iter']} for every run; AP in percent on the test set.\n\n")
+    if planned["seeds"] is not None:
+        header += (f"Every cell trained once per seed {', '.join(map(str, planned['seeds']))} (SEED: the rows' "
+                   "initialisation, data order and augmentation): mean ± sample standard deviation.\n\n")
+    train_s = sum(r.wall_s for r in records) + (pretrain_record.wall_s if pretrain_record is not None else 0.0)
+    header += (f"Training and evaluation time of the {len(records)} runs"
+               f"{' and the pretraining run' if pretrain_record is not None else ''}: {train_s / 60:.0f} min "
+               "(each run's own wall time, reused runs included).\n\n")
     if pretrain_record is not None:
         header += (f"Every run starts from the backbone of one pretraining run ({_shown(pretrain.spec.config_file)}, "
                    f"{pretrain.max_iter} iterations, {describe(dataclasses.replace(pretrain_record, reused=False))}); "
@@ -194,7 +223,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     cli.write_text(os.path.join(output_dir, "ablation.md"), text)
     cli.write_json(os.path.join(output_dir, "results.json"), {
         "tool": "ablate", "preset": preset.name, "base_config": planned["base_config"],
-        "max_iter": planned["max_iter"], "budget": args.budget, "overrides": planned["overrides"],
+        "max_iter": planned["max_iter"], "budget": args.budget, "seeds": planned["seeds"],
+        "overrides": planned["overrides"], "train_minutes": round(train_s / 60, 1),
         "tables": results_tables, "runs": [r.to_dict() for r in records],
         "pretrain": pretrain_record.to_dict() if pretrain_record is not None else None,
     })

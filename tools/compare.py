@@ -92,11 +92,7 @@ def plan(args: argparse.Namespace) -> dict:
     max_iter = args.iters if args.iters is not None else int(cfgs[0].SOLVER.MAX_ITER)
     output_dir = args.output_dir or os.path.join("output", "compare", args.preset or "custom")
     seeds = args.seeds
-    if seeds is not None:
-        if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
-            raise ExperimentInputError(f"--seeds must be distinct numbers >= 0; got {seeds}.")
-        if "SEED" in overrides[0::2]:
-            raise ExperimentInputError("--seeds sets SEED for every run; leave SEED out of the KEY VALUE overrides.")
+    cli.check_seeds(seeds, overrides)
     runs: List[PlannedRun] = []
     groups: List[tuple] = []
     for name, path, cfg in zip(names, files, cfgs):
@@ -104,8 +100,10 @@ def plan(args: argparse.Namespace) -> dict:
         if seeds is None:
             runs.append(plan_run(RunSpec(name, path, tuple(run_overrides)), output_dir))
             continue
-        group = [plan_run(RunSpec(f"{name} (seed {seed})", path, (*run_overrides, "SEED", str(seed))), output_dir)
-                 for seed in seeds]
+        group = []
+        for seed in seeds:
+            seed_name, seed_keys = cli.seed_overrides(name, seed)
+            group.append(plan_run(RunSpec(seed_name, path, (*run_overrides, *seed_keys)), output_dir))
         runs.extend(group)
         groups.append((name, group))
     batch_sizes = {name: int(cfg.SOLVER.IMS_PER_BATCH) for name, cfg in zip(names, cfgs)}

@@ -5,12 +5,21 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .configs import ExperimentInputError
 from .runner import CONSOLE_FILE, FAILED, RunRecord
 
-__all__ = ["exit_status", "failure_report", "split_paths_and_overrides", "user_overrides", "write_json", "write_text"]
+__all__ = [
+    "check_seeds",
+    "exit_status",
+    "failure_report",
+    "seed_overrides",
+    "split_paths_and_overrides",
+    "user_overrides",
+    "write_json",
+    "write_text",
+]
 
 # A config key as written on the command line: upper-case words joined by dots (SOLVER.BASE_LR, SEED).
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
@@ -40,6 +49,25 @@ def user_overrides(items: Sequence[str]) -> List[str]:
                 "options go before the overrides."
             )
     return items
+
+
+def check_seeds(seeds: Optional[Sequence[int]], overrides: Sequence[str]) -> None:
+    """ExperimentInputError unless ``seeds`` (from --seeds; None when not given) are distinct numbers
+    >= 0 and the KEY VALUE ``overrides`` leave SEED to them."""
+    if seeds is None:
+        return
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise ExperimentInputError(f"--seeds must be distinct numbers >= 0; got {list(seeds)}.")
+    if "SEED" in list(overrides)[0::2]:
+        raise ExperimentInputError("--seeds sets SEED for every run; leave SEED out of the KEY VALUE overrides.")
+
+
+def seed_overrides(name: str, seed: Optional[int]) -> Tuple[str, List[str]]:
+    """The run name and extra overrides of one seed of a run called ``name``: ``("<name> (seed S)",
+    ["SEED", "S"])``, or ``(name, [])`` for None (the config's own SEED)."""
+    if seed is None:
+        return name, []
+    return f"{name} (seed {seed})", ["SEED", str(seed)]
 
 
 def write_text(path: str, text: str) -> None:

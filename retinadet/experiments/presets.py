@@ -150,7 +150,7 @@ ABLATION_PRESETS: Dict[str, AblationPreset] = {
         reference=_FOCAL_REFERENCE,
         tables=_FOCAL_TABLES,
         plots=("ap_vs_gamma", "focal_loss_curve"),
-        pretrain_config="configs/shapes/retinanet_R_18_ablation_pretrain.yaml",
+        pretrain_config="configs/shapes/retinanet_R_18_FPN.yaml",
     ),
 }
 

@@ -15,10 +15,14 @@ _PREFIX = "backbone."
 
 
 def backbone_state_dict(checkpoint: Dict) -> Dict[str, Tensor]:
-    """The ``backbone.*`` tensors of a retinadet checkpoint (``{"model": state dict, ...}`` or a bare
-    state dict) with the prefix removed: our ResNet names its parameters as torchvision's does, so
-    the result loads like an ImageNet ResNet state dict. ValueError when there is no backbone."""
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    """The ``backbone.*`` tensors of a retinadet checkpoint (``{"model_ema": ..., "model": state dict,
+    ...}`` or a bare state dict) with the prefix removed, from the EMA weights when the run kept them
+    (the weights it was evaluated with), else from ``model``: our ResNet names its parameters as
+    torchvision's does, so the result loads like an ImageNet ResNet state dict. ValueError when there
+    is no backbone."""
+    state = None
+    if isinstance(checkpoint, dict):
+        state = checkpoint.get("model_ema") or checkpoint.get("model", checkpoint)
     if not isinstance(state, dict):
         raise ValueError(f"Expected a checkpoint dict with a 'model' state dict; got {type(checkpoint).__name__}.")
     backbone = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)}

@@ -1,7 +1,7 @@
 """Markdown tables and pictures of experiment results: the comparison table and its speed-vs-accuracy
 plot, the ablation tables, AP vs gamma, and the focal loss as a function of p_t (the paper's Fig. 1)."""
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -13,6 +13,7 @@ __all__ = [
     "ablation_markdown",
     "ap_vs_gamma_plot",
     "comparison_markdown",
+    "seed_cell",
     "seed_comparison_markdown",
     "seed_statistics",
     "focal_loss_curve_plot",
@@ -83,14 +84,14 @@ def comparison_markdown(records: Sequence[RunRecord], max_iter: Optional[int] = 
     return budget + markdown_table(header, rows)
 
 
-def seed_statistics(records: Sequence[RunRecord], name: str) -> Dict[str, Tuple[float, float, int]]:
+def seed_statistics(records: Sequence[RunRecord], name: Optional[str] = None) -> Dict[str, Tuple[float, float, int]]:
     """{metric: (mean, sample standard deviation, n)} over the records that finished ("ok") with a
     finite value of the metric: the AP metrics, train_its, inference_ms and peak_memory_mib. The
-    deviation is NaN with one value; a metric no record has is left out. ``name`` is only checked:
-    every record must be a seed of it (``RunRecord.name`` is "<name> (seed S)")."""
+    deviation is NaN with one value; a metric no record has is left out. ``name``, when given, is only
+    checked: every record must be a seed of it (``RunRecord.name`` is "<name> (seed S)")."""
     stats: Dict[str, Tuple[float, float, int]] = {}
     for r in records:
-        if not r.name.startswith(name):
+        if name is not None and not r.name.startswith(name):
             raise ValueError(f"Run {r.name!r} is not a seed of {name!r}.")
     ok = [r for r in records if r.status == OK]
     columns = {m: [r.metrics.get(m) for r in ok] for m in METRIC_NAMES}
@@ -159,11 +160,51 @@ def speed_accuracy_plot(records: Sequence[RunRecord], path: str, title: str = "S
     return drawn
 
 
-def _grid_markdown(table: AblationTable, records: Sequence[Optional[RunRecord]]) -> str:
+# One ablation cell's runs: a record, the records of its seeds, or None (not run).
+CellRuns = Union[None, RunRecord, Sequence[RunRecord]]
+
+
+def _cell_records(runs: CellRuns) -> List[RunRecord]:
+    if runs is None:
+        return []
+    if isinstance(runs, RunRecord):
+        return [runs]
+    return list(runs)
+
+
+def seed_cell(runs: CellRuns, metric: str = "AP") -> str:
+    """One ablation cell over the seeds of its setting: ``result_cell`` for a single run (or "not run");
+    for several, "mean ± std" of ``metric`` over the finished seeds (sample standard deviation) with
+    "(k/n finished)" when some did not finish, or the first unfinished run's status when none did."""
+    records = _cell_records(runs)
+    if len(records) <= 1:
+        record = records[0] if records else None
+        if metric == "AP" or record is None or record.status != OK:
+            return result_cell(record)
+        return _number(record.metrics.get(metric))
+    stat = seed_statistics(records).get(metric)
+    finished = sum(r.status == OK for r in records)
+    if finished == 0:
+        return result_cell(next(r for r in records if r.status != OK))
+    text = _mean_spread(stat)
+    return text if finished == len(records) else f"{text} ({finished}/{len(records)} finished)"
+
+
+def _seed_metric_cells(runs: CellRuns, names: Sequence[str]) -> List[str]:
+    """The AP cell of ``runs`` (``seed_cell``, with its status) then the other ``names`` metrics as
+    "mean ± std" over the finished seeds, "-" where no seed finished."""
+    first = seed_cell(runs, names[0])
+    if not any(r.status == OK for r in _cell_records(runs)):
+        return [first] + ["-"] * (len(names) - 1)
+    stats = seed_statistics([r for r in _cell_records(runs) if r.status == OK])
+    return [first] + [_mean_spread(stats.get(n)) for n in names[1:]]
+
+
+def _grid_markdown(table: AblationTable, records: Sequence[CellRuns]) -> str:
     row_key, col_key = table.grid
     row_values: List[Any] = []
     col_values: List[Any] = []
-    cells: Dict[tuple, Optional[RunRecord]] = {}
+    cells: Dict[tuple, CellRuns] = {}
     for row, record in zip(table.rows, records):
         r, c = row.labels[row_key], row.labels[col_key]
         if r not in row_values:
@@ -172,14 +213,15 @@ def _grid_markdown(table: AblationTable, records: Sequence[Optional[RunRecord]])
             col_values.append(c)
         cells[(r, c)] = record
     header = [f"{row_key} \\ {col_key}"] + [f"{col_key}={_label(c)}" for c in col_values]
-    rows = [[_label(r)] + [result_cell(cells.get((r, c))) if (r, c) in cells else "" for c in col_values]
+    rows = [[_label(r)] + [seed_cell(cells.get((r, c))) if (r, c) in cells else "" for c in col_values]
             for r in row_values]
     return markdown_table(header, rows)
 
 
-def ablation_markdown(table: AblationTable, records: Sequence[Optional[RunRecord]]) -> str:
-    """One ablation table (``records[i]`` is the run of ``table.rows[i]``, None if not run) under its
-    title: a matrix of AP for a grid table, else label columns then AP, AP50, AP75."""
+def ablation_markdown(table: AblationTable, records: Sequence[CellRuns]) -> str:
+    """One ablation table under its title (``records[i]``: the run of ``table.rows[i]``, the runs of
+    its seeds, or None if not run): a matrix of AP for a grid table, else label columns then AP, AP50,
+    AP75; a cell of several seeds shows "mean ± std" (``seed_cell``)."""
     if len(records) != len(table.rows):
         raise ValueError(f"Table ({table.key}) has {len(table.rows)} rows but {len(records)} records were given.")
     if table.grid is not None:
@@ -187,30 +229,35 @@ def ablation_markdown(table: AblationTable, records: Sequence[Optional[RunRecord
     else:
         labels = list(table.rows[0].labels)
         names = ("AP", "AP50", "AP75")
-        rows = [[_label(row.labels[k]) for k in labels] + _metric_cells(rec, names) for row, rec in zip(table.rows, records)]
+        rows = [[_label(row.labels[k]) for k in labels] + _seed_metric_cells(rec, names)
+                for row, rec in zip(table.rows, records)]
         body = markdown_table(labels + list(names), rows)
     return f"### {table.title}\n\n{body}\n"
 
 
-def ap_vs_gamma_plot(table: AblationTable, records: Sequence[Optional[RunRecord]], path: str,
+def ap_vs_gamma_plot(table: AblationTable, records: Sequence[CellRuns], path: str,
                      gamma_key: str = "gamma", alpha_key: str = "alpha") -> int:
     """Write ``path`` (PNG): AP against gamma, one line per alpha, from a gamma x alpha ``table`` and
-    its ``records``; runs that did not finish with an AP are left out (and named in the title).
-    Returns the number of points drawn."""
+    its ``records`` (per row: a run, its seeds' runs, or None); a cell of several seeds is drawn at
+    its mean AP with a bar of one sample standard deviation. Cells with no finished run are left
+    out (and named in the title). Returns the number of points drawn."""
     plt = _pyplot()
     by_alpha: Dict[Any, List[tuple]] = {}
     left_out = []
-    for row, record in zip(table.rows, records):
+    for row, runs in zip(table.rows, records):
         g, a = row.labels[gamma_key], row.labels[alpha_key]
-        if record is not None and record.status == OK and not math.isnan(record.ap):
-            by_alpha.setdefault(a, []).append((g, record.ap))
+        stat = seed_statistics([r for r in _cell_records(runs) if r.status == OK]).get("AP")
+        if stat is not None:
+            spread = 0.0 if math.isnan(stat[1]) else stat[1]
+            by_alpha.setdefault(a, []).append((g, stat[0], spread))
         else:
             left_out.append(f"g={_label(g)} a={_label(a)}")
     fig, ax = plt.subplots(figsize=(6, 4.5))
     drawn = 0
     for a, points in by_alpha.items():
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"alpha = {_label(a)}")
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
+                    capsize=3, label=f"alpha = {_label(a)}")
         drawn += len(points)
     title = "AP vs. gamma"
     if left_out:

@@ -47,3 +47,12 @@ def test_unfinished_run_and_foreign_checkpoints_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"no 'backbone\.\*' tensors \(first keys: \['fc.weight'\]\)"):
         backbone_state_dict({"model": {"fc.weight": torch.zeros(1)}})
     assert not os.path.exists(tmp_path / BACKBONE_FILE)
+
+
+def test_the_ema_weights_are_exported_when_the_run_kept_them():
+    raw = {"backbone.conv.weight": torch.zeros(2), "head.bias": torch.zeros(1)}
+    ema = {"backbone.conv.weight": torch.full((2,), 0.5), "head.bias": torch.ones(1)}
+    # The weights the run was evaluated with (its EMA), not the last raw step's.
+    assert torch.equal(backbone_state_dict({"model": raw, "model_ema": ema})["conv.weight"], torch.full((2,), 0.5))
+    assert torch.equal(backbone_state_dict({"model": raw})["conv.weight"], torch.zeros(2))
+    assert list(backbone_state_dict(raw)) == ["conv.weight"]  # a bare state dict

@@ -22,6 +22,7 @@ from retinadet.experiments.report import (
     focal_loss_curves,
     markdown_table,
     result_cell,
+    seed_cell,
     speed_accuracy_plot,
 )
 from retinadet.experiments.runner import RunRecord
@@ -83,10 +84,29 @@ def test_row_table_has_label_columns_then_ap():
     assert "| FL | - | 33.3 | 53.3 | 28.3 |" in text
 
 
+def test_cells_over_seeds_show_mean_and_sample_std():
+    # AP 30 and 34: mean 32, sample std sqrt(((30-32)^2 + (34-32)^2) / 1) = 2.83.
+    two = [_record("s0", ap=30.0), _record("s1", ap=34.0)]
+    assert seed_cell(two) == "32.0 ± 2.8"
+    assert seed_cell(two, "AP50") == "52.0 ± 2.8"
+    assert seed_cell(two + [_record("s2", status="failed")]) == "32.0 ± 2.8 (2/3 finished)"
+    assert seed_cell([_record("s0", status="diverged", diverged_at=5), _record("s1", status="failed")]) == \
+        "diverged (it 5)"
+    assert seed_cell([_record("s0", ap=7.04)]) == "7.0" and seed_cell([]) == "not run"
+    table = AblationTable("b", "(b) methods", (AblationRow({"method": "OHEM"}, {}), AblationRow({"method": "FL"}, {})))
+    text = ablation_markdown(table, [[_record("o0", status="failed"), _record("o1", status="failed")], two])
+    assert "| OHEM | failed | - | - |" in text
+    assert "| FL | 32.0 ± 2.8 | 52.0 ± 2.8 | 27.0 ± 2.8 |" in text
+    grid = ablation_markdown(_grid(), [two, [_record("x", ap=10.0)], None, two[:1]])
+    assert "| 0 | 32.0 ± 2.8 | 10.0 |" in grid and "| 2 | not run | 30.0 |" in grid
+
+
 def test_plots_draw_finished_runs_only(tmp_path):
     path = str(tmp_path / "ap.png")
     records = [_record("a", ap=10.0), _record("b", status="diverged", diverged_at=3), _record("c", ap=34.0), None]
     assert ap_vs_gamma_plot(_grid(), records, path) == 2
+    seeds = [[_record("a0", ap=10.0), _record("a1", ap=12.0)], [], [_record("c0", status="failed")], records[:1]]
+    assert ap_vs_gamma_plot(_grid(), seeds, path) == 2  # a mean with its bar, and one single run
     assert os.path.getsize(path) > 1000
     path = str(tmp_path / "speed.png")
     records = [_record("a", inference_ms=10.0), _record("b", inference_ms=20.0), _record("c", status="failed")]

@@ -77,7 +77,7 @@ def test_rows_start_from_the_pretraining_runs_backbone(tmp_path, data_root, caps
     opts = ["DATASETS.ROOT", data_root]
     code, out, _ = _run(ablate, argv + opts, capsys)  # the preset's own base and pretraining configs
     assert code == 0
-    assert "First: pretrain [" in out and "configs/shapes/retinanet_R_18_ablation_pretrain.yaml" in out
+    assert "First: pretrain [" in out and "configs/shapes/retinanet_R_18_FPN.yaml" in out  # one demo run
     assert f"(MODEL.BACKBONE.WEIGHTS {tmp_path}{os.sep}pretrain-" in out and out.count("backbone.pth") == 1
     # A replaced base config trains its rows from scratch unless a pretraining config is named.
     code, out, _ = _run(ablate, argv + ["--base-config", TINY] + opts, capsys)
@@ -126,8 +126,11 @@ def test_compare_then_ablate_share_runs(tmp_path, data_root, capsys, monkeypatch
     ablation = json.load(open(os.path.join(out_dir, "results.json")))
     rows = ablation["tables"]["c"]["rows"]
     assert [r["labels"] for r in rows] == [{"#sc": 1, "#ar": 1}, {"#sc": 3, "#ar": 3}]
-    assert rows[1]["hash"] == results["runs"][0]["hash"]
-    assert all(r["status"] == "ok" for r in rows)
+    assert [len(r["runs"]) for r in rows] == [1, 1] and ablation["seeds"] is None
+    assert rows[1]["runs"][0]["hash"] == results["runs"][0]["hash"]
+    assert all(r["runs"][0]["status"] == "ok" and r["finished"] == 1 for r in rows)
+    assert rows[0]["mean"]["AP"] == rows[0]["runs"][0]["metrics"]["AP"] and rows[0]["std"]["AP"] is None
+    assert ablation["train_minutes"] > 0
     md = open(os.path.join(out_dir, "ablation.md")).read()
     assert "| #sc | #ar | AP | AP50 | AP75 |" in md and "| 1 | 1 |" in md
     one_anchor = next(r for r in ablation["runs"] if r["name"] == "c_nsc1_nar1")
@@ -149,6 +152,20 @@ def test_seeds_plan_one_run_per_config_and_seed(tmp_path, capsys):
         "faster_rcnn_R_18_FPN (seed 0)", "faster_rcnn_R_18_FPN (seed 1)"]
     assert all(line.split(" -> ")[0].endswith(f"SEED {i % 2}") for i, line in enumerate(lines))
     assert len({line.split(" -> ")[1] for line in lines}) == 4  # four run folders
+    assert os.listdir(tmp_path) == []
+
+
+def test_ablation_seeds_plan_one_run_per_cell_and_seed(tmp_path, data_root, capsys):
+    code, out, _ = _run(ablate, ["--preset", "focal", "--base-config", TINY, "--tables", "c,d", "--seeds", "3", "4",
+                                 "--dry-run", "--output-dir", str(tmp_path), "DATASETS.ROOT", data_root], capsys)
+    assert code == 0
+    # Tables c and d share the reference cell: 5 settings x 2 seeds.
+    assert "6 table cells, seeds [3, 4], 10 distinct runs" in out
+    assert "  c_nsc1_nar1 (seed 3) [" in out and "  d_lossCE_priorpi0.5 (seed 4) [" in out
+    assert out.count("SEED 3") == 5 and out.count("SEED 4") == 5
+    code, _, err = _run(ablate, ["--preset", "focal", "--seeds", "0", "0", "--dry-run", "--output-dir", str(tmp_path)],
+                        capsys)
+    assert code == 2 and "--seeds must be distinct numbers >= 0; got [0, 0]" in err
     assert os.listdir(tmp_path) == []
 
 
