@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Rename the keys of a torchvision RetinaNet / Faster R-CNN / ResNet or detectron2 "
             "RetinaNet checkpoint to retinadet's and save {'model': state_dict, '__source__': source}. "
             "A torchvision Faster R-CNN's classifier is reordered to put background last. "
-            "detectron2 .pkl files are unpickled: convert only files you trust."
+            "detectron2 .pkl files are read by a restricted unpickler that admits only numpy arrays and plain "
+            "data, so a file cannot run code while it loads."
         )
     )
     parser.add_argument("--source", required=True, choices=sorted(SOURCE_LAYOUTS))

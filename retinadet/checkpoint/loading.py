@@ -1,7 +1,6 @@
 """Read checkpoint files, recognise their key layout and load them into a model with a report."""
 import logging
 import os
-import pickle
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Mapping
 
@@ -10,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from .safe_pickle import DisallowedGlobalError, load_restricted_pickle
 from .detectron2_converter import convert_detectron2_retinanet, looks_like_detectron2_retinanet
 from .torchvision_converter import (
     convert_torchvision_faster_rcnn,
@@ -45,8 +45,9 @@ _NUM_BATCHES = "num_batches_tracked"
 def _read_pickle(path: str) -> Any:
     with open(path, "rb") as f:
         # detectron2 model-zoo files were pickled by Python 2 (str as bytes): latin1 maps every
-        # byte to one character, so numpy arrays inside come back intact.
-        return pickle.load(f, encoding="latin1")
+        # byte to one character, so numpy arrays inside come back intact. Only numpy arrays and
+        # plain containers are admitted: a global such as os.system is refused before it is called.
+        return load_restricted_pickle(f, encoding="latin1")
 
 
 def _read_torch(path: str) -> Any:
@@ -87,9 +88,9 @@ def load_checkpoint_file(path: str) -> Dict[str, Tensor]:
     """Read a state dict from ``path`` onto the CPU.
 
     ``.pkl`` files (detectron2 model zoo: ``{"model": {name: numpy array}, "__author__": ...}``)
-    are read with :mod:`pickle`, which can run arbitrary code while loading: only load ``.pkl``
-    files from sources you trust. Every other file is read with
-    ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+    are read by a restricted unpickler (``safe_pickle``) that admits only numpy arrays, numbers,
+    strings and plain containers, so a file cannot run code while it loads. Every other file is read
+    with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
     A top-level ``"model_ema"`` (the weight average of a run with MODEL_EMA.ENABLED, the weights it
     evaluated), ``"model"`` or ``"state_dict"`` entry is unwrapped, in that order of preference.
 
@@ -102,7 +103,8 @@ def load_checkpoint_file(path: str) -> Dict[str, Tensor]:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         RuntimeError: the file cannot be read (e.g. truncated, or not a checkpoint).
-        ValueError: the file holds something other than a (wrapped) dict of tensors.
+        ValueError: the file holds something other than a (wrapped) dict of tensors, or a ``.pkl``
+            file names a global that weights do not need (the message names it).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -110,6 +112,8 @@ def load_checkpoint_file(path: str) -> Dict[str, Tensor]:
     reader = _read_pickle if path.endswith(".pkl") else _read_torch
     try:
         obj = reader(path)
+    except DisallowedGlobalError as e:
+        raise ValueError(f"Refusing to load checkpoint {path}: {e}.") from e
     except Exception as e:  # torch / pickle raise many types for a damaged file
         kind = "pickle (.pkl)" if reader is _read_pickle else "torch.save (weights_only=True)"
         raise RuntimeError(
@@ -277,8 +281,8 @@ def load_weights(model: nn.Module, path: str) -> Dict[str, List[str]]:
 
     Layouts: retinadet's own, torchvision RetinaNet (v1/v2), torchvision Faster R-CNN (v1),
     torchvision ImageNet ResNet,
-    detectron2 RetinaNet (see :func:`detect_format`). ``.pkl`` files are unpickled: trusted
-    files only (see :func:`load_checkpoint_file`).
+    detectron2 RetinaNet (see :func:`detect_format`). ``.pkl`` files are read by a restricted
+    unpickler that admits only arrays and plain data (see :func:`load_checkpoint_file`).
 
     Returns:
         The report of :func:`load_model_weights`.

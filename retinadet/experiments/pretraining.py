@@ -41,7 +41,7 @@ def export_backbone_weights(run_dir: str) -> str:
     final = os.path.join(run_dir, "model_final.pth")
     if not os.path.isfile(final):
         raise FileNotFoundError(f"The pretraining run {run_dir} has no model_final.pth; it did not finish.")
-    weights = backbone_state_dict(torch.load(final, map_location="cpu", weights_only=False))
+    weights = backbone_state_dict(torch.load(final, map_location="cpu", weights_only=True))
     fd, tmp = tempfile.mkstemp(prefix=".backbone.", suffix=".pth", dir=run_dir)
     os.close(fd)
     try:
