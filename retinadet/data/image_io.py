@@ -15,6 +15,29 @@ def _where(file_name: str, dataset_name: Optional[str]) -> str:
     return f"'{file_name}'" + (f" (data set '{dataset_name}')" if dataset_name else "")
 
 
+# PIL modes of one-channel images deeper than 8 bits: 16-bit PNG/TIFF ("I;16*") and 32-bit integers ("I",
+# which is how older Pillow opens 16-bit PNGs). PIL's convert("RGB") clips them to 255 (a white image).
+_WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _rgb8(image: Image.Image, where: str) -> np.ndarray:
+    """``image`` as a uint8 (H, W, 3) RGB array. One-channel 16-bit images (values 0-65535) are scaled
+    to 0-255 (v * 255 / 65535, rounded); ValueError naming ``where`` for a float image or integers
+    outside 0-65535, whose range is not known."""
+    if image.mode in _WIDE_INTEGER_MODES:
+        values = np.asarray(image).astype(np.int64)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ValueError(f"Image file {where} has {image.mode!r} pixels from {low} to {high}, outside the 16-bit "
+                             "range 0-65535 that can be scaled to 8 bits; convert it to an 8-bit image.")
+        gray = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        raise ValueError(f"Image file {where} holds 32-bit float pixels (PIL mode 'F') whose range is not known; "
+                         "convert it to an 8-bit image.")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
 def read_image(file_name: str, format: str = "RGB", dataset_name: Optional[str] = None) -> np.ndarray:
     """Read an image file, apply its EXIF orientation and return it in ``format`` channel order.
 
@@ -25,10 +48,12 @@ def read_image(file_name: str, format: str = "RGB", dataset_name: Optional[str] 
 
     Returns:
         uint8 ndarray (H, W, 3), H x W being the size after the EXIF orientation is applied
-        (the size a viewer shows, and the size COCO annotations refer to).
+        (the size a viewer shows, and the size COCO annotations refer to). 16-bit grayscale images
+        are scaled to 8 bits (65535 -> 255).
 
     Raises:
-        ValueError: unknown ``format``, or a file that is not a readable image.
+        ValueError: unknown ``format``, a file that is not a readable image, or a float image (or
+            one of integers outside 0-65535), whose scale to 8 bits is unknown.
         FileNotFoundError: the file does not exist.
     """
     if format not in IMAGE_FORMATS:
@@ -51,7 +76,7 @@ def read_image(file_name: str, format: str = "RGB", dataset_name: Optional[str] 
     # Cameras store pixels unrotated and record the rotation in EXIF; annotations use the
     # displayed (rotated) frame, so the rotation has to be applied before anything else.
     image = ImageOps.exif_transpose(image)
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    array = _rgb8(image, _where(file_name, dataset_name))
     if format == "BGR":
         array = array[:, :, ::-1]
     # A fresh contiguous array: writable, and convertible to a tensor without negative strides.

@@ -65,6 +65,33 @@ def test_read_image_channel_order_and_grayscale(tmp_path):
     assert read_image(str(gray)).shape == (4, 5, 3) and (read_image(str(gray)) == 99).all()
 
 
+def test_read_image_scales_16_bit_images_to_8_bits(tmp_path):
+    # A 16-bit grayscale PNG: 0, 257, 32767, 65535 -> v * 255 / 65535 rounded: 0, 1, 127, 255 (not clipped
+    # to a white image).
+    values = np.array([[0, 257], [32767, 65535]], dtype=np.uint16)
+    path = str(tmp_path / "deep.png")
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I")
+    image = read_image(path)
+    assert image.dtype == np.uint8 and image.shape == (2, 2, 3)
+    assert image[:, :, 0].tolist() == [[0, 1], [127, 255]]
+    assert (image[:, :, 0] == image[:, :, 2]).all()
+    # An EXIF-rotated one keeps the rotation: 90 degrees clockwise to view (orientation 6).
+    rotated = read_image(_save(tmp_path / "rot.png", values, exif_orientation=6))
+    assert rotated[:, :, 0].tolist() == [[127, 0], [255, 1]]
+
+
+def test_read_image_refuses_images_whose_range_is_unknown(tmp_path):
+    path = str(tmp_path / "float.tiff")
+    Image.fromarray(np.full((3, 4), 0.5, dtype=np.float32)).save(path)
+    with pytest.raises(ValueError, match=r"float\.tiff' \(data set 'mine'\) holds 32-bit float pixels"):
+        read_image(path, dataset_name="mine")
+    path = str(tmp_path / "wide.tiff")
+    Image.fromarray(np.array([[0, 70000]], dtype=np.int32)).save(path)
+    with pytest.raises(ValueError, match="pixels from 0 to 70000, outside the 16-bit range"):
+        read_image(path)
+
+
 def test_read_image_errors_name_file_and_dataset(tmp_path):
     with pytest.raises(ValueError, match=r"'L'.*\['RGB', 'BGR'\]"):
         read_image(str(tmp_path / "x.png"), "L")
