@@ -56,7 +56,11 @@ def _compute_dtype(t: Tensor) -> torch.dtype:
 
 
 def box_area(boxes: Tensor) -> Tensor:
-    """Area of ``(..., 4)`` xyxy boxes, ``(...)``; inverted boxes give a negative area."""
+    """Area of ``(..., 4)`` xyxy boxes, ``(...)``; inverted boxes give a negative area. Floating boxes
+    keep their dtype; integer boxes are computed in int64, so narrow types cannot overflow (int8
+    100 x 100 boxes give 10000, as torchvision's upcast does)."""
+    if not boxes.is_floating_point():
+        boxes = boxes.to(torch.int64)
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 

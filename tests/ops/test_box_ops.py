@@ -357,3 +357,20 @@ def test_gradient_with_respect_to_one_input_only(path):
     fallback.box_iou(a_ref, b).sum().backward()
     assert b.grad is None
     assert torch.equal(a.grad, a_ref.grad)
+
+
+# ---------------------------------------------------------------------------- box_area
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+def test_box_area_of_integer_boxes_does_not_overflow(dtype):
+    # 100 x 100 = 10000 does not fit in int8/int16/uint8: computed in int64, as torchvision upcasts.
+    boxes = torch.tensor([[0, 0, 100, 100], [0, 0, 0, 0], [10, 20, 13, 24]], dtype=dtype)
+    area = ops.box_area(boxes)
+    assert area.dtype == torch.int64 and area.tolist() == [10000, 0, 12]
+    assert area.tolist() == torchvision.ops.box_area(boxes).tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_box_area_keeps_floating_dtypes(dtype):
+    boxes = torch.tensor([[0.0, 0.0, 2.5, 4.0], [3.0, 3.0, 1.0, 5.0]], dtype=dtype)
+    area = ops.box_area(boxes)
+    assert area.dtype == dtype and area.tolist() == [10.0, -4.0]  # an inverted box: negative area
