@@ -21,6 +21,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
     Differentiable. No memory beyond the output is allocated by the compiled op.
     """
+    fallback.check_same_device("box_iou", boxes1=boxes1, boxes2=boxes2)
     if isinstance(boxes1, Tensor) and use_compiled("box_iou", boxes1.device):
         return torch.ops.retinadet.box_iou(boxes1, boxes2)
     return fallback.box_iou(boxes1, boxes2)
@@ -31,6 +32,7 @@ def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
     For padded batches: rows of padding (all-zero boxes) have zero area and give IoU 0.
     """
+    fallback.check_same_device("batched_box_iou", boxes1=boxes1, boxes2=boxes2)
     if isinstance(boxes1, Tensor) and use_compiled("batched_box_iou", boxes1.device):
         return torch.ops.retinadet.batched_box_iou(boxes1, boxes2)
     return fallback.batched_box_iou(boxes1, boxes2)
@@ -41,6 +43,7 @@ def paired_intersection_and_enclosure(boxes1: Tensor, boxes2: Tensor) -> Tuple[T
 
     The paired (i-th with i-th) form box losses need, differentiable, not the (N, M) matrix.
     """
+    fallback.check_same_device("paired_intersection_and_enclosure", boxes1=boxes1, boxes2=boxes2)
     x1, y1, x2, y2 = boxes1.unbind(dim=-1)
     x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
     inter_w = (torch.min(x2, x2g) - torch.max(x1, x1g)).clamp(min=0)
@@ -54,6 +57,7 @@ def box_ioa(boxes: Tensor, regions: Tensor) -> Tensor:
 
     For the few crowd regions of an image (K small); pure PyTorch. Zero-area boxes give 0.
     """
+    fallback.check_same_device("box_ioa", boxes=boxes, regions=regions)
     fallback.check_boxes("box_ioa", "boxes", boxes)
     fallback.check_boxes("box_ioa", "regions", regions)
     lt = torch.max(boxes[:, None, :2], regions[None, :, :2])

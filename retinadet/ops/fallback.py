@@ -11,7 +11,7 @@ import torchvision
 from torch import Tensor
 
 __all__ = [
-    "check_boxes", "box_area", "pairwise_iou", "box_iou", "batched_box_iou", "match_max_iou",
+    "check_boxes", "check_same_device", "box_area", "pairwise_iou", "box_iou", "batched_box_iou", "match_max_iou",
     "low_quality_matches", "nms", "batched_nms",
 ]
 
@@ -49,6 +49,15 @@ def _check_same(op: str, name_a: str, a: Tensor, name_b: str, b: Tensor) -> None
             f"{op}: {name_a} and {name_b} must share dtype and device; got {a.dtype} on {a.device} "
             f"and {b.dtype} on {b.device}."
         )
+
+
+def check_same_device(op: str, **tensors: Tensor) -> None:
+    """Raise ValueError unless every tensor among ``tensors`` (argument name -> value; non-tensors are
+    left to the other checks) lies on one device, naming each argument's device otherwise."""
+    named = [(name, t) for name, t in tensors.items() if isinstance(t, Tensor)]
+    if len({t.device for _, t in named}) > 1:
+        where = ", ".join(f"{name} on {t.device}" for name, t in named)
+        raise ValueError(f"{op}: the inputs must lie on one device; got {where}.")
 
 
 def _compute_dtype(t: Tensor) -> torch.dtype:

@@ -21,6 +21,7 @@ def match_max_iou(anchors: Tensor, gt_boxes: Tensor) -> Tuple[Tensor, Tensor, Te
         argmax: ``(N,)`` int64 index of the first gt box reaching it (0 when the IoU is 0).
         best_anchor_iou_per_gt: ``(M,)`` each gt box's highest IoU over the anchors.
     """
+    fallback.check_same_device("match_max_iou", anchors=anchors, gt_boxes=gt_boxes)
     if isinstance(anchors, Tensor) and use_compiled("match_max_iou", anchors.device):
         return tuple(torch.ops.retinadet.match_max_iou(anchors, gt_boxes))
     return fallback.match_max_iou(anchors, gt_boxes)
@@ -32,6 +33,8 @@ def low_quality_matches(anchors: Tensor, gt_boxes: Tensor, best_anchor_iou_per_g
     ``best_anchor_iou_per_gt (M,)`` is the third output of :func:`match_max_iou`; ties are kept, so
     every anchor sharing a gt's highest IoU is flagged (the low-quality matches of Faster R-CNN).
     """
+    fallback.check_same_device("low_quality_matches", anchors=anchors, gt_boxes=gt_boxes,
+                               best_anchor_iou_per_gt=best_anchor_iou_per_gt)
     if isinstance(anchors, Tensor) and use_compiled("low_quality_matches", anchors.device):
         return torch.ops.retinadet.low_quality_matches(anchors, gt_boxes, best_anchor_iou_per_gt)
     return fallback.low_quality_matches(anchors, gt_boxes, best_anchor_iou_per_gt)

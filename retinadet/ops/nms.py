@@ -17,6 +17,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     A box is dropped when its IoU with a higher-scoring kept box is > ``iou_threshold`` (in [0, 1]).
     Returns the int64 indices kept, in decreasing score order (ties by index).
     """
+    fallback.check_same_device("nms", boxes=boxes, scores=scores)
     if isinstance(boxes, Tensor) and use_compiled("nms", boxes.device):
         return torch.ops.retinadet.nms(boxes, scores, float(iou_threshold))
     return fallback.nms(boxes, scores, iou_threshold)
@@ -29,6 +30,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     (its ``batched_nms`` for N > 1000 on the CPU). Unlike torchvision's offset trick for small N,
     boxes are never shifted, so huge coordinates keep their precision.
     """
+    fallback.check_same_device("batched_nms", boxes=boxes, scores=scores, idxs=idxs)
     if isinstance(boxes, Tensor) and use_compiled("batched_nms", boxes.device):
         return torch.ops.retinadet.batched_nms(boxes, scores, idxs, float(iou_threshold))
     return fallback.batched_nms(boxes, scores, idxs, iou_threshold)

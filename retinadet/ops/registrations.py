@@ -34,19 +34,24 @@ def register() -> None:
 
     @torch.library.register_fake(lib + "box_iou")
     def _(boxes1, boxes2):
+        fallback.check_same_device("box_iou", boxes1=boxes1, boxes2=boxes2)
         return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]))
 
     @torch.library.register_fake(lib + "batched_box_iou")
     def _(boxes1, boxes2):
+        fallback.check_same_device("batched_box_iou", boxes1=boxes1, boxes2=boxes2)
         return boxes1.new_empty((boxes1.shape[0], boxes1.shape[1], boxes2.shape[1]))
 
     @torch.library.register_fake(lib + "match_max_iou")
     def _(anchors, gt_boxes):
+        fallback.check_same_device("match_max_iou", anchors=anchors, gt_boxes=gt_boxes)
         n, m = anchors.shape[0], gt_boxes.shape[0]
         return anchors.new_empty(n), anchors.new_empty(n, dtype=torch.int64), anchors.new_empty(m)
 
     @torch.library.register_fake(lib + "low_quality_matches")
     def _(anchors, gt_boxes, best_anchor_iou_per_gt):
+        fallback.check_same_device("low_quality_matches", anchors=anchors, gt_boxes=gt_boxes,
+                                   best_anchor_iou_per_gt=best_anchor_iou_per_gt)
         return anchors.new_empty(anchors.shape[0], dtype=torch.bool)
 
     def _kept_indices(boxes):
@@ -55,8 +60,10 @@ def register() -> None:
 
     @torch.library.register_fake(lib + "nms")
     def _(boxes, scores, iou_threshold):
+        fallback.check_same_device("nms", boxes=boxes, scores=scores)
         return _kept_indices(boxes)
 
     @torch.library.register_fake(lib + "batched_nms")
     def _(boxes, scores, idxs, iou_threshold):
+        fallback.check_same_device("batched_nms", boxes=boxes, scores=scores, idxs=idxs)
         return _kept_indices(boxes)
