@@ -2,9 +2,10 @@
 import difflib
 import logging
 import os
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import yaml
+from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
 __all__ = ["CfgNode", "config_extension", "get_cfg"]
@@ -55,6 +56,28 @@ def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
     )
 
 
+def _base_path(base: str, filename: str) -> str:
+    """A ``_BASE_`` path as fvcore resolves it: ``~`` expanded, relative to the naming file unless
+    absolute or a URL."""
+    if base.startswith("~"):
+        base = os.path.expanduser(base)
+    if base.startswith("/") or "://" in base:
+        return base
+    return os.path.join(os.path.dirname(filename), base)
+
+
+def _merge_into(new: Dict, merged: Dict, source: str) -> None:
+    """Merge the nested dict ``new`` into ``merged`` (``new`` wins); ValueError naming ``source`` when
+    it gives a plain value where the base has a section, or the reverse."""
+    for k, v in new.items():
+        if isinstance(v, dict) and k in merged:
+            if not isinstance(merged[k], dict):
+                raise ValueError(f"Config file {source}: {k} is a section here but a value in its base.")
+            _merge_into(v, merged[k], source)
+        else:
+            merged[k] = v
+
+
 def _resolve_plugin(name: str, cfg_filename: str) -> str:
     """A relative .py plug-in path is looked up next to the config file first, then in the cwd."""
     if not name.endswith(".py") or os.path.isabs(name):
@@ -72,11 +95,45 @@ class CfgNode(_FvcoreCfgNode):
 
     @classmethod
     def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict:
-        """Load a YAML file and its ``_BASE_`` files as one dict; only safe YAML is accepted."""
+        """Load a YAML file and its ``_BASE_`` files (one path or a list, relative to the file that
+        names them) as one dict, the file's values over its bases'. Only safe YAML is accepted.
+        ValueError naming the file for a file that is not a YAML mapping (empty, binary, a list, a
+        code tag, broken YAML) and for a ``_BASE_`` cycle (naming the chain)."""
         if allow_unsafe:
             raise ValueError("retinadet never loads unsafe YAML (allow_unsafe must be False).")
+        return cls._load_with_bases(filename, ())
+
+    @classmethod
+    def _load_with_bases(cls, filename: str, chain: Tuple[str, ...]) -> Dict:
+        key = filename if "://" in filename else os.path.realpath(filename)
+        if key in chain:
+            cycle = " -> ".join(list(chain[chain.index(key):]) + [key])
+            raise ValueError(f"Config file {filename} is its own _BASE_ through the cycle {cycle}; remove one _BASE_.")
+        loaded = cls._read_mapping(filename)
+        bases = loaded.pop(BASE_KEY, None)
+        if bases is None:
+            return loaded
+        if isinstance(bases, str):
+            bases = [bases]
+        if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+            raise ValueError(f"Config file {filename}: _BASE_ must be a path or a list of paths; got {bases!r}.")
+        merged: Dict = {}
+        for base in bases:
+            _merge_into(cls._load_with_bases(_base_path(base, filename), chain + (key,)), merged, base)
+        _merge_into(loaded, merged, filename)
+        return merged
+
+    @classmethod
+    def _read_mapping(cls, filename: str) -> Dict:
+        """The top-level mapping of one YAML file (its ``_BASE_`` left in)."""
         try:
-            return super().load_yaml_with_base(filename, allow_unsafe=False)
+            with cls._open_cfg(filename) as f:
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"Config file {filename} is not a text file (byte {e.start} is not UTF-8); a config "
+                             "is a YAML mapping of keys such as MODEL: ...") from e
+        try:
+            loaded = yaml.safe_load(text)
         except yaml.constructor.ConstructorError as e:
             raise ValueError(
                 f"Config file {filename} uses a YAML tag that is not allowed: {e.problem} "
@@ -84,6 +141,12 @@ class CfgNode(_FvcoreCfgNode):
             ) from e
         except yaml.YAMLError as e:
             raise ValueError(f"Config file {filename} is not valid YAML: {e}") from e
+        if loaded is None:
+            raise ValueError(f"Config file {filename} is empty; a config is a YAML mapping of keys such as MODEL: ...")
+        if not isinstance(loaded, dict):
+            raise ValueError(f"Config file {filename} holds a YAML {type(loaded).__name__} at its top level; a config "
+                             "is a mapping of keys such as MODEL: ...")
+        return loaded
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         """Merge a YAML file (with its ``_BASE_`` chain) into this config, checking every key."""

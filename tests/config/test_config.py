@@ -94,6 +94,49 @@ def test_unsafe_yaml_tags_are_refused_and_never_run(tmp_path):
         get_cfg().merge_from_file(bad, allow_unsafe=True)
 
 
+def test_base_lists_and_diamonds_merge_in_order(tmp_path):
+    # top -> [left, right], both -> root: not a cycle; later bases and the file itself win.
+    (tmp_path / "root.yaml").write_text("SOLVER:\n  BASE_LR: 0.1\n  MAX_ITER: 7\n")
+    (tmp_path / "left.yaml").write_text('_BASE_: "root.yaml"\nSOLVER:\n  BASE_LR: 0.2\n')
+    (tmp_path / "right.yaml").write_text('_BASE_: "root.yaml"\nSOLVER:\n  BASE_LR: 0.3\n')
+    (tmp_path / "top.yaml").write_text('_BASE_: ["left.yaml", "right.yaml"]\nSOLVER:\n  WARMUP_ITERS: 3\n')
+    cfg = get_cfg()
+    cfg.merge_from_file(str(tmp_path / "top.yaml"))
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.WARMUP_ITERS) == (0.3, 7, 3)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.yaml", b"", r"empty\.yaml is empty; a config is a YAML mapping"),
+    ("comments.yaml", b"# nothing\n", r"comments\.yaml is empty"),
+    ("binary.yaml", bytes(range(128, 256)), r"binary\.yaml is not a text file \(byte 0 is not UTF-8\)"),
+    ("list.yaml", b"- 1\n- 2\n", r"list\.yaml holds a YAML list at its top level"),
+    ("scalar.yaml", b"3\n", r"scalar\.yaml holds a YAML int at its top level"),
+    ("broken.yaml", b"MODEL: [1\n", r"broken\.yaml is not valid YAML"),
+    ("base.yaml", b"_BASE_: 3\n", r"base\.yaml: _BASE_ must be a path or a list of paths; got 3"),
+])
+def test_files_that_are_not_configs_get_one_line_naming_them(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        get_cfg().merge_from_file(str(tmp_path / name))
+
+
+def test_a_base_cycle_names_the_chain(tmp_path):
+    (tmp_path / "a.yaml").write_text('_BASE_: "b.yaml"\n')
+    (tmp_path / "b.yaml").write_text('_BASE_: "c.yaml"\n')
+    (tmp_path / "c.yaml").write_text('_BASE_: "a.yaml"\n')
+    (tmp_path / "self.yaml").write_text('_BASE_: "self.yaml"\n')
+    a, b, c = (os.path.realpath(tmp_path / f"{n}.yaml") for n in "abc")
+    with pytest.raises(ValueError, match=re.escape(f"the cycle {a} -> {b} -> {c} -> {a}; remove one _BASE_")):
+        get_cfg().merge_from_file(str(tmp_path / "a.yaml"))
+    with pytest.raises(ValueError, match="self.yaml is its own _BASE_"):
+        get_cfg().merge_from_file(str(tmp_path / "self.yaml"))
+    # A section where the base has a plain value is named too.
+    (tmp_path / "flat.yaml").write_text("SOLVER: 3\n")
+    (tmp_path / "deep.yaml").write_text('_BASE_: "flat.yaml"\nSOLVER:\n  BASE_LR: 0.1\n')
+    with pytest.raises(ValueError, match=r"deep\.yaml: SOLVER is a section here but a value in its base"):
+        get_cfg().merge_from_file(str(tmp_path / "deep.yaml"))
+
+
 def test_odd_overrides_and_frozen_configs_are_errors():
     with pytest.raises(ValueError, match="KEY VALUE pairs"):
         get_cfg().merge_from_list(["MODEL.HEAD.NUM_CONVS"])
