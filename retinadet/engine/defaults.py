@@ -16,6 +16,7 @@ from retinadet.config import CfgNode, get_cfg
 from retinadet.utils import comm
 from retinadet.utils.logger import setup_logger
 from retinadet.utils.rng import seed_all_rng
+from retinadet.utils.run_lock import lock_output_dir
 
 from . import hooks
 from .train_loop import HookBase
@@ -124,13 +125,16 @@ def _write_config(cfg: CfgNode, path: str) -> None:
 
 
 def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace] = None) -> None:
-    """Create OUTPUT_DIR, set up logging (console + OUTPUT_DIR/log.txt), log the command line and the
+    """Create OUTPUT_DIR and hold its lock for the life of the process (OutputDirInUseError naming the
+    pid of a run already in it), set up logging (console + OUTPUT_DIR/log.txt), log the command line and the
     config, write the final config to OUTPUT_DIR/config.yaml (main process) and seed the random
     generators (SEED + rank when SEED >= 0)."""
     rank = comm.get_rank()
     output_dir = cfg.OUTPUT_DIR
     if comm.is_main_process() and output_dir:
         os.makedirs(output_dir, exist_ok=True)
+        # Before anything is written: a second run in this folder stops here, naming the first.
+        lock_output_dir(output_dir)
     comm.synchronize()
     setup_logger(output_dir, distributed_rank=rank)
     logger.info("Rank %d of %d; torch %s; command line: %s", rank, comm.get_world_size(), torch.__version__,
