@@ -18,8 +18,13 @@ def main(args):
     if args.eval_only:
         model = DefaultTrainer.build_model(cfg)
         # A checkpoint of a run with MODEL_EMA evaluates its weight average, as training did.
-        DetectionCheckpointer(model, cfg.OUTPUT_DIR, use_ema_weights=True).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, use_ema_weights=True)
+        if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
+            where = f" and OUTPUT_DIR {cfg.OUTPUT_DIR} holds no checkpoint to resume" if args.resume else ""
+            raise ValueError(f"--eval-only has no weights to evaluate: MODEL.WEIGHTS is empty{where}, so it would "
+                             "score a randomly initialised model. Set MODEL.WEIGHTS path/to/model_final.pth, or "
+                             "--resume with the OUTPUT_DIR of a trained run.")
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return DefaultTrainer.test(cfg, model)
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -18,7 +18,9 @@ def build_augmentations(cfg: Any, is_train: bool) -> List[Augmentation]:
     MIN_SIZE_TRAIN_SAMPLING) then flips (RANDOM_FLIP, probability 0.5); testing resizes
     (MIN_SIZE_TEST, MAX_SIZE_TEST) only."""
     if not is_train:
+        _check_sizes("INPUT.MIN_SIZE_TEST", cfg.INPUT.MIN_SIZE_TEST, "INPUT.MAX_SIZE_TEST", cfg.INPUT.MAX_SIZE_TEST)
         return [ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
+    _check_sizes("INPUT.MIN_SIZE_TRAIN", cfg.INPUT.MIN_SIZE_TRAIN, "INPUT.MAX_SIZE_TRAIN", cfg.INPUT.MAX_SIZE_TRAIN)
     augmentations: List[Augmentation] = [
         ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)
     ]
@@ -28,6 +30,16 @@ def build_augmentations(cfg: Any, is_train: bool) -> List[Augmentation]:
     if _FLIPS[flip] is not None:
         augmentations.append(RandomFlip(prob=0.5, **_FLIPS[flip]))
     return augmentations
+
+
+def _check_sizes(min_key: str, min_sizes: Any, max_key: str, max_size: int) -> None:
+    """ValueError naming both keys when a short-side length exceeds the long-side cap (> 0), which
+    would then always win and make the short-side setting a silent no-op."""
+    lengths = [int(v) for v in (min_sizes if isinstance(min_sizes, (list, tuple)) else [min_sizes])]
+    if max_size > 0 and lengths and max(lengths) > max_size:
+        raise ValueError(f"{min_key} {min_sizes} exceeds {max_key} {max_size}: the long-side cap would always "
+                         f"win over the short side. Set {max_key} >= {max(lengths)} (or 0 for no cap), or lower "
+                         f"{min_key}.")
 
 
 def _annotation_array(dataset_dict: Dict, key: str, dtype: Any, shape: tuple, default: Any = None) -> np.ndarray:

@@ -218,3 +218,17 @@ def test_from_config_builds_input_augmentations():
     cfg.INPUT.RANDOM_FLIP = "sideways"
     with pytest.raises(ValueError, match=r"'sideways'.*'horizontal'"):
         build_augmentations(cfg, True)
+
+
+def test_a_short_side_beyond_the_long_side_cap_is_refused_naming_both_keys():
+    cfg = get_cfg()
+    cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 800, 500
+    with pytest.raises(ValueError, match=r"INPUT.MIN_SIZE_TEST 800 exceeds INPUT.MAX_SIZE_TEST 500.*>= 800"):
+        build_augmentations(cfg, False)
+    cfg.INPUT.MAX_SIZE_TEST = 0  # no cap: any short side is fine
+    assert build_augmentations(cfg, False)[0].max_size == 0
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (640, 672, 704), 700
+    with pytest.raises(ValueError, match=r"INPUT.MIN_SIZE_TRAIN \(640, 672, 704\) exceeds INPUT.MAX_SIZE_TRAIN 700"):
+        build_augmentations(cfg, True)
+    cfg.INPUT.MAX_SIZE_TRAIN = 704  # equal is fine
+    assert build_augmentations(cfg, True)[0].max_size == 704

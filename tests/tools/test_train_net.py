@@ -183,6 +183,17 @@ def test_training_leaves_config_metrics_curves_and_checkpoints(tmp_path, data_ro
     assert again["bbox"]["AP50"] == pytest.approx(results["bbox"]["AP50"], abs=1e-9)
 
 
+def test_eval_only_without_weights_is_refused(tmp_path):
+    # Before any data is read or a random model scored: no data root is needed.
+    for extra, where in (([], "MODEL.WEIGHTS is empty, so"),
+                         (["--resume"], f"OUTPUT_DIR {tmp_path} holds no checkpoint to resume")):
+        args = train_net.default_argument_parser().parse_args(
+            ["--config-file", QUICK, "--eval-only", *extra, "OUTPUT_DIR", str(tmp_path)])
+        with pytest.raises(ValueError, match=f"--eval-only has no weights to evaluate: .*{where}"):
+            train_net.main(args)
+    assert not os.path.isdir(tmp_path / "inference")
+
+
 def _wait_for(predicate, proc, timeout=180.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
