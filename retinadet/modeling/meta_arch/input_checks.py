@@ -1,4 +1,5 @@
 """Validation of the model's list[dict] inputs, with errors naming the image and the entry."""
+import logging
 from typing import Dict, List, Sequence
 
 import torch
@@ -7,6 +8,8 @@ from torch import Tensor
 from ...structures import ImageList
 
 __all__ = ["check_images", "check_targets", "normalize_and_pad"]
+
+logger = logging.getLogger(__name__)
 
 _IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -34,7 +37,31 @@ def check_images(batched_inputs: Sequence[Dict]) -> None:
                 f"batched_inputs[{i}]['image'] has dtype {image.dtype}; expected one of "
                 f"{[str(d) for d in _IMAGE_DTYPES]} with values in 0-255."
             )
+        if image.is_floating_point():
+            _check_float_pixels(i, image)
         _check_output_size(i, item)
+
+
+_warned_unit_range = False
+
+
+def _check_float_pixels(i: int, image: Tensor) -> None:
+    """NaN or inf pixels are an error (training would give a NaN loss, inference no detections); a
+    float image in 0-1 gets one warning per process, since the model expects 0-255 values."""
+    global _warned_unit_range
+    finite = torch.isfinite(image)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        c, y, x = (int(v) for v in (~finite).nonzero()[0])
+        raise ValueError(f"batched_inputs[{i}]['image'] has {bad} NaN or inf pixel values (the first at channel {c}, "
+                         f"y {y}, x {x}: {image[c, y, x].item()}); images must be finite, 0-255.")
+    if not _warned_unit_range and image.numel():
+        high = float(image.max())
+        if 0.0 < high <= 1.0:
+            _warned_unit_range = True
+            logger.warning("batched_inputs[%d]['image'] is a float image with values up to %.4g; the model expects "
+                           "0-255 (MODEL.PIXEL_MEAN and PIXEL_STD are in that range): multiply by 255 if it is in "
+                           "0-1. This warning is given once.", i, high)
 
 
 def _check_output_size(i: int, item: Dict) -> None:
@@ -71,6 +98,17 @@ def _check_boxes_of_image(i: int, boxes: Tensor, key: str = "boxes") -> None:
         )
 
 
+def _check_boxes_meet_image(i: int, boxes: Tensor, image_size) -> None:
+    """ValueError naming the first box that lies entirely outside the (H, W) image: it could never be
+    matched, and a data set producing it has its coordinates in another frame."""
+    h, w = int(image_size[0]), int(image_size[1])
+    outside = (boxes[:, 0] >= w) | (boxes[:, 1] >= h) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+    if outside.any():
+        j = int(outside.nonzero()[0])
+        raise ValueError(f"batched_inputs[{i}]['boxes'][{j}] = {boxes[j].tolist()} lies entirely outside its "
+                         f"{h} x {w} image; boxes are xyxy in the image's own pixels.")
+
+
 def check_targets(
     batched_inputs: Sequence[Dict], num_classes: int, num_classes_key: str = "MODEL.RETINANET.NUM_CLASSES"
 ) -> List[Dict[str, Tensor]]:
@@ -90,6 +128,7 @@ def check_targets(
             )
         boxes, labels = item["boxes"], item["labels"]
         _check_boxes_of_image(i, boxes)
+        _check_boxes_meet_image(i, boxes, item["image"].shape[-2:])
         if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != boxes.shape[0]:
             shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
             raise ValueError(

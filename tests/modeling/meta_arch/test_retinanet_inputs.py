@@ -32,6 +32,47 @@ def test_bad_image_names_index_and_shape_or_dtype(model, image, expected, traini
         model(batch)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("training", [True, False])
+def test_non_finite_pixels_are_refused(model, value, training):
+    batch = _batch()
+    image = batch[0]["image"].float()
+    image[1, 5, 7] = value
+    batch[0]["image"] = image
+    model.train(training)
+    with pytest.raises(ValueError, match=r"batched_inputs\[0\]\['image'\] has 1 NaN or inf pixel values "
+                                         r"\(the first at channel 1, y 5, x 7"):
+        model(batch)
+
+
+def test_a_float_image_in_0_1_warns_once_with_its_maximum(model, caplog):
+    from retinadet.modeling.meta_arch import input_checks
+
+    input_checks._warned_unit_range = False
+    batch = _batch()
+    for item in batch:
+        item["image"] = item["image"].float() / 255.0
+    model.eval()
+    with caplog.at_level("WARNING", logger=input_checks.__name__):
+        model(batch)
+        model(batch)
+    warnings = [r.getMessage() for r in caplog.records if "expects 0-255" in r.getMessage()]
+    high = float(batch[0]["image"].max())
+    assert len(warnings) == 1 and f"values up to {high:.4g}" in warnings[0]
+
+
+@pytest.mark.parametrize("box", [[100.0, 10.0, 120.0, 30.0], [10.0, 70.0, 20.0, 80.0], [-30.0, 5.0, -2.0, 9.0],
+                                 [96.0, 0.0, 99.0, 5.0]])
+def test_a_box_entirely_outside_its_image_is_named(model, box):
+    batch = _batch()
+    batch[1]["boxes"] = torch.tensor([[1.0, 1.0, 5.0, 5.0], box])
+    batch[1]["labels"] = torch.tensor([0, 1])
+    model.train()
+    with pytest.raises(ValueError, match=rf"batched_inputs\[1\]\['boxes'\]\[1\] = .* lies entirely outside its "
+                                         rf"{H} x {W} image"):
+        model(batch)
+
+
 @pytest.mark.parametrize(
     "bad_box",
     [
