@@ -13,6 +13,10 @@ from retinadet.checkpoint.checkpointer import DetectionCheckpointer
 from retinadet.engine import DefaultTrainer, default_argument_parser, launch, setup
 
 
+# The status shells give a command stopped by Ctrl-C (128 + SIGINT).
+INTERRUPTED_EXIT_CODE = 130
+
+
 def main(args):
     cfg = setup(args)
     if args.eval_only:
@@ -28,7 +32,11 @@ def main(args):
         return DefaultTrainer.test(cfg, model)
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    results = trainer.train()
+    if trainer.interrupted:
+        # Stopped by Ctrl-C after saving a checkpoint: exit as an interrupted command does.
+        raise SystemExit(INTERRUPTED_EXIT_CODE)
+    return results
 
 
 def invoke_main(argv=None) -> int:

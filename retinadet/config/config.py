@@ -2,6 +2,7 @@
 import difflib
 import logging
 import os
+import re
 from typing import Any, Callable, Dict, List, Tuple
 
 import yaml
@@ -159,6 +160,12 @@ class CfgNode(_FvcoreCfgNode):
 
     def merge_from_list(self, cfg_list: List[str]) -> "CfgNode":
         """Merge ``[KEY, VALUE, KEY, VALUE, ...]`` (command-line overrides), checking every key."""
+        flags = [item for item in cfg_list if isinstance(item, str) and re.fullmatch(r"--[A-Za-z][\w-]*", item)]
+        if flags:
+            raise ValueError(
+                f"{flags[0]} is a command-line flag but comes after the KEY VALUE overrides ({cfg_list}); "
+                "flags go before the first override, e.g. --eval-only SOLVER.BASE_LR 0.01."
+            )
         if len(cfg_list) % 2 != 0:
             raise ValueError(
                 f"Overrides must be KEY VALUE pairs; got an odd number of items: {cfg_list}"

@@ -139,6 +139,15 @@ def _training_batch_size(total: int, world_size: int) -> int:
     return total // world_size
 
 
+def _num_workers(cfg: Any) -> int:
+    """DATALOADER.NUM_WORKERS, checked: ValueError naming the key unless it is an integer >= 0."""
+    workers = cfg.DATALOADER.NUM_WORKERS
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"DATALOADER.NUM_WORKERS is {workers!r}; expected 0 (load in the training process) or a "
+                         "positive number of loader processes.")
+    return workers
+
+
 def build_detection_train_loader(
     cfg: Any, mapper: Optional[Callable] = None, dataset: Optional[Sequence[Dict]] = None
 ) -> TrainDataLoader:
@@ -158,6 +167,8 @@ def build_detection_train_loader(
         dicts; with aspect ratio grouping a batch holds only landscape or only portrait images.
     """
     from retinadet.utils import comm
+
+    num_workers = _num_workers(cfg)
 
     if dataset is None:
         # Imported here: coco.py pulls in pycocotools, which the other paths do not need.
@@ -179,12 +190,12 @@ def build_detection_train_loader(
     group_ids = aspect_ratio_group_ids(dataset) if cfg.DATALOADER.ASPECT_RATIO_GROUPING else None
     logger.info(
         "Training loader: %d images, %d per batch per process, %d workers, seed %d, aspect grouping %s.",
-        len(dataset), batch_size, cfg.DATALOADER.NUM_WORKERS, seed, group_ids is not None,
+        len(dataset), batch_size, num_workers, seed, group_ids is not None,
     )
     return TrainDataLoader(
         MappedDataset(dataset, mapper, seed=seed),
         TrainingBatchSampler(sampler, batch_size, group_ids=group_ids),
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        num_workers=num_workers,
         collate_fn=_trivial_collate,
     )
 
@@ -204,6 +215,7 @@ def build_detection_test_loader(
     Returns:
         a DataLoader of batches, each a list of up to TEST.IMS_PER_BATCH model input dicts.
     """
+    num_workers = _num_workers(cfg)
     if dataset is None:
         from .builtin import register_builtin_datasets
 
@@ -221,6 +233,6 @@ def build_detection_test_loader(
     return torch.utils.data.DataLoader(
         MappedDataset(dataset, mapper),
         batch_sampler=batch_sampler,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        num_workers=num_workers,
         collate_fn=_trivial_collate,
     )

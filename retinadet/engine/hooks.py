@@ -156,6 +156,7 @@ class GracefulInterrupt(HookBase):
 
     def after_step(self) -> None:
         if _any_rank(self._signalled, self.trainer.device):
+            self.trainer.interrupted = True
             self.trainer.request_stop()
 
     def after_train(self) -> None:

@@ -57,7 +57,8 @@ class TrainerBase:
 
     Attributes: ``iter`` (the iteration running; after the loop, the one that would come next),
     ``completed`` (iterations whose step finished: ``iter + 1`` inside ``after_step``), ``start_iter``,
-    ``max_iter``, ``storage``, ``exception`` (what stopped training, or None), ``stop_requested``.
+    ``max_iter``, ``storage``, ``exception`` (what stopped training, or None), ``stop_requested``,
+    ``interrupted`` (the stop came from Ctrl-C: the command then exits with 130, as shells expect).
     """
 
     def __init__(self) -> None:
@@ -69,6 +70,7 @@ class TrainerBase:
         self.storage: Optional[EventStorage] = None
         self.exception: Optional[BaseException] = None
         self.stop_requested = False
+        self.interrupted = False
 
     @property
     def hooks(self) -> List[HookBase]:

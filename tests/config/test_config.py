@@ -176,3 +176,12 @@ def test_shipped_configs_load_and_say_only_what_differs():
                     yield prefix + k
 
         assert list(same_as_base(data, base)) == [], path
+
+
+def test_a_flag_after_the_overrides_is_named():
+    with pytest.raises(ValueError, match=r"--eval-only is a command-line flag but comes after the KEY VALUE "
+                                         r"overrides .*flags go before the first override"):
+        get_cfg().merge_from_list(["SOLVER.BASE_LR", "0.1", "--eval-only"])
+    cfg = get_cfg()
+    cfg.merge_from_list(["OUTPUT_DIR", "-x", "SOLVER.BASE_LR", "-0.5"])  # values may start with "-"
+    assert cfg.OUTPUT_DIR == "-x" and cfg.SOLVER.BASE_LR == -0.5

@@ -150,3 +150,13 @@ def test_test_loader_shards_and_catalog(dataset, monkeypatch):
         DatasetCatalog.remove("toy_loader_test")
     # 7 images over 2 ranks: rank 0 gets 0-3, rank 1 gets 4-6.
     assert [[d["image_id"] for d in b] for b in batches] == [[4, 5], [6]]
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5])
+def test_a_bad_number_of_loader_workers_names_the_key(dataset, workers):
+    cfg = make_cfg()
+    cfg.DATALOADER.NUM_WORKERS = workers
+    with pytest.raises(ValueError, match=rf"DATALOADER.NUM_WORKERS is {workers}; expected 0"):
+        build_detection_train_loader(cfg, dataset=dataset)
+    with pytest.raises(ValueError, match=rf"DATALOADER.NUM_WORKERS is {workers}; expected 0"):
+        build_detection_test_loader(cfg, "toy_test", dataset=dataset)

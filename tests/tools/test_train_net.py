@@ -250,7 +250,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, data_root, ref
     _wait_for(lambda: _iterations_logged(out) >= 2, proc)
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stdout[-3000:]
+    assert proc.returncode == 130, stdout[-3000:]  # as shells report a command stopped by Ctrl-C
     assert "Interrupted" in stdout
     pointed = (out / "last_checkpoint").read_text()
     done = _load(out / pointed)["trainer"]["iteration"]
