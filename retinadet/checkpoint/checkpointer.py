@@ -46,6 +46,59 @@ def _write_atomic(path: str, write) -> None:
             os.remove(tmp)
 
 
+# Tensor-name prefix -> the config keys that decide its shape, for the message of a resume whose
+# config changed (first match wins).
+_SHAPE_KEYS = (
+    ("head.cls_score", "MODEL.RETINANET.NUM_CLASSES, MODEL.ANCHOR_GENERATOR.SCALES / ASPECT_RATIOS"),
+    ("head.bbox_pred", "MODEL.ANCHOR_GENERATOR.SCALES / ASPECT_RATIOS"),
+    ("head.", "MODEL.HEAD.* (NUM_CONVS, NORM), MODEL.FPN.OUT_CHANNELS"),
+    ("roi_heads.box_predictor", "MODEL.ROI_HEADS.NUM_CLASSES"),
+    ("roi_heads.", "MODEL.ROI_BOX_HEAD.* (FC_DIM, NUM_FC, POOLER_RESOLUTION), MODEL.FPN.OUT_CHANNELS"),
+    ("proposal_generator.", "MODEL.ANCHOR_GENERATOR.*, MODEL.FPN.OUT_CHANNELS"),
+    ("neck.", "MODEL.FPN.* (OUT_CHANNELS, IN_FEATURES, NUM_TOP_LEVELS), MODEL.RESNETS.*"),
+    ("backbone.", "MODEL.RESNETS.* (DEPTH, NORM, widths), MODEL.BACKBONE.NAME"),
+)
+
+
+def _likely_keys(names: List[str]) -> List[str]:
+    keys = []
+    for name in names:
+        for prefix, config_keys in _SHAPE_KEYS:
+            if name.startswith(prefix):
+                if config_keys not in keys:
+                    keys.append(config_keys)
+                break
+    return keys
+
+
+def check_checkpoint_fits(model_state: Dict[str, torch.Tensor], weights: Dict[str, Any], path: str) -> None:
+    """ValueError unless ``weights`` has exactly the model's tensors with the model's shapes, naming
+    the mismatched tensors (up to five of each kind) and the config keys that probably changed since
+    the checkpoint was saved. Fine-tuning from other weights goes through MODEL.WEIGHTS instead,
+    which loads what fits."""
+    shapes = [(k, tuple(weights[k].shape), tuple(v.shape)) for k, v in model_state.items()
+              if k in weights and isinstance(weights[k], torch.Tensor) and weights[k].shape != v.shape]
+    missing = [k for k in model_state if k not in weights]
+    unexpected = [k for k in weights if k not in model_state]
+    if not (shapes or missing or unexpected):
+        return
+    parts = []
+    if shapes:
+        parts.append("shapes differ: " + "; ".join(f"{k} {list(a)} in the checkpoint, {list(b)} in the model"
+                                                   for k, a, b in shapes[:5]))
+    if missing:
+        parts.append(f"{len(missing)} model tensors are not in the checkpoint: {', '.join(missing[:5])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} checkpoint tensors are not in the model: {', '.join(unexpected[:5])}")
+    keys = _likely_keys([k for k, _, _ in shapes] + missing + unexpected)
+    raise ValueError(
+        f"Checkpoint {path} does not fit the model, so the run cannot resume from it: {'; '.join(parts)}. The config "
+        f"probably changed since it was saved ({'; '.join(keys) or 'the model keys'}): resume with the config of "
+        "that run (OUTPUT_DIR/config.yaml), or start a new run with MODEL.WEIGHTS pointing at the checkpoint to "
+        "fine-tune from it."
+    )
+
+
 class DetectionCheckpointer(Checkpointer):
     """Saves and loads training checkpoints of a retinadet model.
 
@@ -108,7 +161,9 @@ class DetectionCheckpointer(Checkpointer):
         """Load a retinadet checkpoint into the model and the named ``checkpointables`` (default:
         all); returns the entries nobody consumed (e.g. ``meta``).
 
-        Raises FileNotFoundError for a missing file and RuntimeError for one that cannot be read.
+        Raises FileNotFoundError for a missing file, RuntimeError for one that cannot be read, and
+        ValueError (``check_checkpoint_fits``) when its weights do not fit the model: a run resumes
+        with the config it was saved with, or not at all.
         """
         if not path:
             self.logger.info("No checkpoint given: the model keeps its initial weights.")
@@ -123,6 +178,7 @@ class DetectionCheckpointer(Checkpointer):
         if self.use_ema_weights and isinstance(checkpoint.get("model_ema"), dict):
             self.logger.info("Using the EMA weights (model_ema) of %s.", path)
             weights = checkpoint.pop("model_ema")
+        check_checkpoint_fits(self.model.state_dict(), weights, path)
         load_model_weights(self.model, weights, source=path)
         for name, value in checkpoint.pop(_BUFFERS_KEY, {}).items():
             self._set_buffer(name, value)
