@@ -107,8 +107,13 @@ class TrainDataLoader(torch.utils.data.DataLoader):
     ``load_state_dict()`` (before iterating) delivers the batches that would have come next.
     """
 
-    def __init__(self, dataset: MappedDataset, batch_sampler: TrainingBatchSampler, **kwargs: Any) -> None:
+    def __init__(self, dataset: MappedDataset, batch_sampler: TrainingBatchSampler, seed: int = 0,
+                 **kwargs: Any) -> None:
         batch_sampler.record_states = True
+        # Its own generator: starting an iterator draws the workers' base seed from it, not from the
+        # global torch generator, whose state a checkpoint restores; a resumed run (which starts a new
+        # iterator) would otherwise draw different random samples (RPN / ROI sampling) from then on.
+        kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
         self._consumed_state = batch_sampler.state_dict()
 
@@ -195,6 +200,7 @@ def build_detection_train_loader(
     return TrainDataLoader(
         MappedDataset(dataset, mapper, seed=seed),
         TrainingBatchSampler(sampler, batch_size, group_ids=group_ids),
+        seed=seed,
         num_workers=num_workers,
         collate_fn=_trivial_collate,
     )

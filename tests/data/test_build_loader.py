@@ -160,3 +160,15 @@ def test_a_bad_number_of_loader_workers_names_the_key(dataset, workers):
         build_detection_train_loader(cfg, dataset=dataset)
     with pytest.raises(ValueError, match=rf"DATALOADER.NUM_WORKERS is {workers}; expected 0"):
         build_detection_test_loader(cfg, "toy_test", dataset=dataset)
+
+
+def test_starting_the_training_loader_leaves_the_global_generator_alone(dataset):
+    # A resumed run restores the global torch generator, then starts a new loader iterator; if that
+    # drew from the global generator, every random sample after a resume (RPN and ROI sampling)
+    # would differ from the uninterrupted run's.
+    loader = build_detection_train_loader(make_cfg(), dataset=dataset)
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    take(loader, 2)
+    take(loader, 1)  # a second iterator, as after a resume
+    assert torch.equal(torch.get_rng_state(), before)

@@ -17,6 +17,7 @@ from retinadet.utils.writers import read_metrics
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 QUICK = os.path.join(REPO, "configs", "quick", "retinanet_R_18_shapes_tiny.yaml")
+QUICK_RCNN = os.path.join(REPO, "configs", "quick", "faster_rcnn_R_18_shapes_tiny.yaml")
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import train_net  # noqa: E402
 
@@ -241,6 +242,28 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, data_root, re
     # Old periodic checkpoints beyond SOLVER.MAX_TO_KEEP (3) are gone: 2, 4, 6 remain.
     assert sorted(os.path.basename(p) for p in glob.glob(str(out / "model_0*.pth"))) == [
         "model_0000002.pth", "model_0000004.pth", "model_0000006.pth"]
+
+
+def test_faster_rcnn_resumes_bit_identically_after_sigkill(tmp_path, data_root):
+    # Its RPN and ROI heads sample anchors and proposals at random: the resumed run must draw the same
+    # samples as the uninterrupted one (the loader's start once drew from the restored generator).
+    reference = tmp_path / "reference"
+    result = _run(["--config-file", QUICK_RCNN, *_opts(data_root, reference, *RESUME_OPTS)])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "killed"
+    args = ["--config-file", QUICK_RCNN, *_opts(data_root, out, *RESUME_OPTS)]
+    proc = _start(args)
+    _wait_for(lambda: _iterations_logged(out) >= 4, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model_final.pth").exists()
+    resumed = _run(["--resume", *args])
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Resumed at iteration" in resumed.stdout
+    ours, ref = _load(out / "model_final.pth"), _load(reference / "model_final.pth")
+    assert any(k.startswith("roi_heads.") for k in ref["model"])
+    _assert_same_state(ours["model"], ref["model"])
+    _assert_same_optimizer_and_ema(ours, ref)
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, data_root, reference_run):
