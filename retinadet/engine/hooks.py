@@ -269,6 +269,7 @@ class PeriodicWriter(HookBase):
         self.period = int(period)
 
     def before_train(self) -> None:
+        self._written_through = self.trainer.start_iter
         for w in self.writers:
             w.begin(self.trainer.start_iter)
 
@@ -277,10 +278,22 @@ class PeriodicWriter(HookBase):
         if done % self.period == 0 or done == self.trainer.max_iter:
             for w in self.writers:
                 w.write()
+            self._written_through = done
 
     def after_train(self) -> None:
+        trainer = self.trainer
+        done = trainer.completed
+        if done >= trainer.max_iter:
+            # Completed: the final evaluation's scalars, if any, still have to be written.
+            for w in self.writers:
+                w.write()
+        elif done > getattr(self, "_written_through", trainer.start_iter):
+            # Stopped early (Ctrl-C, an error) with steps not yet reported: one last line, labelled with
+            # the last step that finished (not the one that would have come next, or the one that failed).
+            trainer.storage.iter = done - 1
+            for w in self.writers:
+                w.write()
         for w in self.writers:
-            w.write()
             w.close()
 
 

@@ -328,3 +328,47 @@ def test_build_registered_hooks_with_and_without_from_config(registered_user_hoo
 def test_build_registered_hooks_unknown_name(registered_user_hooks):
     with pytest.raises(KeyError, match="Did you mean 'UserCountingHook'"):
         hooks.build_registered_hooks(["UserCountingHok"], get_cfg(), _NoopTrainer())
+
+
+# ---------------------------------------------------------------- PeriodicWriter
+class _RecordingWriter:
+    """Records the storage iteration of each write."""
+
+    def __init__(self) -> None:
+        self.lines: List[int] = []
+        self.closed = False
+
+    def begin(self, start_iter: int) -> None:
+        pass
+
+    def write(self) -> None:
+        from retinadet.utils.events import get_event_storage
+
+        self.lines.append(get_event_storage().iter)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _writer_run(max_iter: int, period: int, fail_at: Optional[int] = None, stop_at: Optional[int] = None):
+    writer = _RecordingWriter()
+    trainer = _NoopTrainer(fail_at=fail_at)
+    trainer.register_hooks(([_StopAt(stop_at)] if stop_at is not None else []) + [hooks.PeriodicWriter([writer], period)])
+    try:
+        trainer.train(0, max_iter)
+    except RuntimeError:
+        pass
+    return writer
+
+
+def test_writer_lines_are_labelled_with_finished_steps_only():
+    # Storage iterations are 0-based: a line at storage.iter 3 reports 4 finished steps.
+    done = _writer_run(max_iter=6, period=2)
+    assert done.lines == [1, 3, 5, 6] and done.closed  # the last write is for the final evaluation's scalars
+    # Stopped after 3 steps (Ctrl-C): one line for step 3, not one for the step that never ran.
+    assert _writer_run(max_iter=10, period=2, stop_at=3).lines == [1, 2]
+    # Stopped right after a written step: nothing is repeated.
+    assert _writer_run(max_iter=10, period=2, stop_at=4).lines == [1, 3]
+    # Step 5 failed (a NaN loss): 5 steps finished, the last line reports the 5th, not the failed 6th.
+    failed = _writer_run(max_iter=10, period=2, fail_at=5)
+    assert failed.lines == [1, 3, 4] and failed.closed
