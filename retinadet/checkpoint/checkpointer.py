@@ -33,14 +33,44 @@ def _nonpersistent_buffers(model: nn.Module) -> Dict[str, torch.Tensor]:
     return {name: buf.detach().cpu().clone() for name, buf in model.named_buffers() if name not in saved}
 
 
+class _RecordingFile:
+    """A binary file whose first write error (OSError: disk full, quota) is kept, since torch.save
+    reports it as an unrelated inline_container.cc error."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.error: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 def _write_atomic(path: str, write) -> None:
+    """``write(f)`` into a temporary file beside ``path``, then rename it to ``path``; the old file
+    stays intact when anything fails. OSError naming ``path`` and the cause (e.g. "No space left on
+    device") when the disk refuses the data."""
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    recording = None
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            recording = _RecordingFile(f)
+            write(recording)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as e:
+        cause = recording.error if recording is not None and recording.error is not None else e
+        if isinstance(cause, OSError) and cause.errno is not None:
+            raise OSError(cause.errno, f"{os.strerror(cause.errno)}: could not write {path}; the files written "
+                                       "before it (the previous checkpoint, last_checkpoint) are unchanged") from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
