@@ -120,7 +120,11 @@ class CfgNode(_FvcoreCfgNode):
             raise ValueError(f"Config file {filename}: _BASE_ must be a path or a list of paths; got {bases!r}.")
         merged: Dict = {}
         for base in bases:
-            _merge_into(cls._load_with_bases(_base_path(base, filename), chain + (key,)), merged, base)
+            path = _base_path(base, filename)
+            if "://" not in path and not os.path.isfile(path):
+                raise FileNotFoundError(f"Config file {filename} names _BASE_ {base!r}, which does not exist "
+                                        f"(looked for {path}; a relative _BASE_ is relative to the file naming it).")
+            _merge_into(cls._load_with_bases(path, chain + (key,)), merged, base)
         _merge_into(loaded, merged, filename)
         return merged
 
@@ -177,7 +181,8 @@ class CfgNode(_FvcoreCfgNode):
             for p in parts[:-1]:
                 node = node.setdefault(p, {})
             node[parts[-1]] = self._decode_cfg_value(raw)
-        plugins = (nested.get("MODEL") or {}).get("PLUGINS")
+        model = nested.get("MODEL")
+        plugins = model.get("PLUGINS") if isinstance(model, dict) else None
         if plugins:
             self._load_plugins(plugins)
         self._merge_checked(nested, source="command-line overrides")

@@ -68,6 +68,9 @@ def box_area(boxes: Tensor) -> Tensor:
     """Area of ``(..., 4)`` xyxy boxes, ``(...)``; inverted boxes give a negative area. Floating boxes
     keep their dtype; integer boxes are computed in int64, so narrow types cannot overflow (int8
     100 x 100 boxes give 10000, as torchvision's upcast does)."""
+    if not isinstance(boxes, Tensor) or boxes.dim() < 1 or boxes.shape[-1] != 4:
+        got = list(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"box_area: boxes must have shape (..., 4) xyxy, e.g. (N, 4); got {got}.")
     if not boxes.is_floating_point():
         boxes = boxes.to(torch.int64)
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
@@ -93,6 +96,7 @@ def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """IoU of ``boxes1 (N, 4)`` with ``boxes2 (M, 4)``, xyxy -> ``(N, M)``."""
+    check_same_device("box_iou", boxes1=boxes1, boxes2=boxes2)
     check_boxes("box_iou", "boxes1", boxes1)
     check_boxes("box_iou", "boxes2", boxes2)
     _check_same("box_iou", "boxes1", boxes1, "boxes2", boxes2)
@@ -102,6 +106,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
 def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """Per-image IoU of ``(B, N, 4)`` and ``(B, M, 4)`` xyxy boxes -> ``(B, N, M)``."""
+    check_same_device("batched_box_iou", boxes1=boxes1, boxes2=boxes2)
     check_boxes("batched_box_iou", "boxes1", boxes1, rank=3)
     check_boxes("batched_box_iou", "boxes2", boxes2, rank=3)
     _check_same("batched_box_iou", "boxes1", boxes1, "boxes2", boxes2)
@@ -125,6 +130,7 @@ def match_max_iou(anchors: Tensor, gt_boxes: Tensor) -> Tuple[Tensor, Tensor, Te
     Returns ``(max_iou (N,), argmax (N,) int64, best_anchor_iou_per_gt (M,))``; computed in chunks
     of anchors so memory stays O(N + M).
     """
+    check_same_device("match_max_iou", anchors=anchors, gt_boxes=gt_boxes)
     check_boxes("match_max_iou", "anchors", anchors)
     check_boxes("match_max_iou", "gt_boxes", gt_boxes)
     _check_same("match_max_iou", "anchors", anchors, "gt_boxes", gt_boxes)
@@ -147,6 +153,7 @@ def low_quality_matches(anchors: Tensor, gt_boxes: Tensor, best_anchor_iou_per_g
 
     The IoU is compared after rounding to the boxes' dtype, where ``best_anchor_iou_per_gt`` lives.
     """
+    check_same_device("low_quality_matches", anchors=anchors, gt_boxes=gt_boxes)
     check_boxes("low_quality_matches", "anchors", anchors)
     check_boxes("low_quality_matches", "gt_boxes", gt_boxes)
     _check_same("low_quality_matches", "anchors", anchors, "gt_boxes", gt_boxes)

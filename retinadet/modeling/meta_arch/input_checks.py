@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ...structures import ImageList
 
-__all__ = ["check_images", "check_targets", "normalize_and_pad"]
+__all__ = ["check_images", "check_pixel_normalisation", "check_targets", "normalize_and_pad"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,16 @@ def check_targets(
             target["crowd_boxes"] = item["crowd_boxes"].float()
         targets.append(target)
     return targets
+
+
+def check_pixel_normalisation(pixel_mean: Sequence[float], pixel_std: Sequence[float]) -> None:
+    """ValueError naming MODEL.PIXEL_MEAN / PIXEL_STD unless each holds 3 values and every std is > 0
+    (a 0 would turn every pixel into inf and the model would find nothing)."""
+    if len(pixel_mean) != 3 or len(pixel_std) != 3 or any(s <= 0 for s in pixel_std):
+        raise ValueError(
+            f"pixel_mean = {list(pixel_mean)} and pixel_std = {list(pixel_std)} (MODEL.PIXEL_MEAN / "
+            "MODEL.PIXEL_STD) must each hold 3 values, the std ones > 0."
+        )
 
 
 def normalize_and_pad(

@@ -13,7 +13,7 @@ from ...registry import (
 )
 from ...structures import ImageList
 from ..build import build
-from .input_checks import check_targets, normalize_and_pad
+from .input_checks import check_pixel_normalisation, check_targets, normalize_and_pad
 from .postprocess import rescale_detections
 
 __all__ = ["GeneralizedRCNN"]
@@ -57,11 +57,7 @@ class GeneralizedRCNN(nn.Module):
         pixel_std: Sequence[float],
     ):
         super().__init__()
-        if len(pixel_mean) != 3 or len(pixel_std) != 3 or any(s <= 0 for s in pixel_std):
-            raise ValueError(
-                f"pixel_mean = {list(pixel_mean)} and pixel_std = {list(pixel_std)} (MODEL.PIXEL_MEAN / "
-                "MODEL.PIXEL_STD) must each hold 3 values, the std ones > 0."
-            )
+        check_pixel_normalisation(pixel_mean, pixel_std)
         self.backbone = backbone
         self.neck = neck
         self.proposal_generator = proposal_generator

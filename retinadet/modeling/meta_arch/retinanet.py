@@ -17,7 +17,7 @@ from ...registry import (
 )
 from ...structures import ImageList
 from ..build import build
-from .input_checks import check_targets, normalize_and_pad
+from .input_checks import check_pixel_normalisation, check_targets, normalize_and_pad
 from .losses import dense_detection_losses
 from .postprocess import detections_per_image, rescale_detections
 
@@ -87,6 +87,7 @@ class RetinaNet(nn.Module):
         self.nms_thresh = nms_thresh
         self.max_detections_per_image = detections_per_image
         self.size_divisibility = getattr(backbone, "size_divisibility", 32)
+        check_pixel_normalisation(pixel_mean, pixel_std)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         # EMA of the foreground count, started at 100 as in detectron2. Training state, not weights:
