@@ -1,9 +1,12 @@
 """One run per OUTPUT_DIR: an exclusive lock held for the life of the process.
 
-The lock is an ``flock`` on ``OUTPUT_DIR/.run.lock``, so the operating system releases it when the
-process ends in any way (kill -9 included) and no stale lock is ever left behind. The file records
-the holder's pid and command line, for the message a second run gets.
+The lock is a POSIX record lock (``lockf``) on ``OUTPUT_DIR/.run.lock``, so the operating system
+releases it when the process ends in any way (kill -9 included) and no stale lock is ever left behind.
+Unlike an ``flock``, it belongs to the process alone: data-loader workers forked from it do not share
+it, so a worker that outlives a killed run does not keep the folder locked. The file records the
+holder's pid and command line, for the message a second run gets.
 """
+import errno
 import os
 import sys
 from typing import Dict
@@ -45,8 +48,12 @@ def lock_output_dir(output_dir: str) -> None:
     path = os.path.join(output_dir, LOCK_FILE)
     handle = open(path, "a+")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        handle.seek(0)
+        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EAGAIN):
+            handle.close()
+            raise
         handle.seek(0)
         holder = handle.read().strip()
         handle.close()

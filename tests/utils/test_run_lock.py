@@ -34,6 +34,21 @@ def test_a_second_run_names_the_first_and_kill_9_frees_the_folder(tmp_path):
     lock_output_dir(str(tmp_path))  # again in the same process: nothing happens
 
 
+def test_a_forked_child_does_not_hold_the_lock(tmp_path):
+    # Data-loader workers are forked from the run: one that outlives a killed run must not keep the
+    # folder locked (the lock belongs to the process, not to the open file it shares with children).
+    script = ("import os, sys, time; from retinadet.utils.run_lock import lock_output_dir; lock_output_dir(sys.argv[1]); "
+              "child = os.fork()\nif child == 0:\n    time.sleep(60)\nelse:\n    print(child, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        lock_output_dir(str(tmp_path))  # the forked child is alive, but the folder is free
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_train_net_refuses_a_busy_output_dir_before_writing_anything(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     holder = _holder(tmp_path)
