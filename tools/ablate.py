@@ -24,9 +24,9 @@ standard deviation over its seeds; without it every cell is one run with the con
 
 Budget: every run trains for round(F x SOLVER.MAX_ITER of the base config) iterations (--budget F,
 default 1), with SOLVER.STEPS and SOLVER.WARMUP_ITERS scaled by the same factor. The base config
-(--base-config, default configs/shapes/retinanet_R_18_ablation.yaml) is sized for about 2 minutes
-a run on a 2-core CPU and the pretraining run for about 8, so one seed of the preset takes about 50
-minutes and two seeds about 95 (ablation.md states the time its runs took).
+(--base-config, default configs/shapes/retinanet_R_18_ablation.yaml) is sized for about 80 s a run
+on a 2-core CPU and the pretraining run for about 8 minutes, so one seed of the preset takes about 35
+minutes and two seeds about an hour (ablation.md states the time its runs took).
 Every run also gets SOLVER.CHECKPOINT_PERIOD beyond MAX_ITER, TEST.EVAL_PERIOD 0, TEST.VIS_IMAGES 0,
 TRAIN.LOSS_CURVE False; KEY VALUE overrides apply to every run (the tables' own settings win).
 
