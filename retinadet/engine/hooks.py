@@ -287,7 +287,7 @@ class PeriodicWriter(HookBase):
             # Completed: the final evaluation's scalars, if any, still have to be written.
             for w in self.writers:
                 w.write()
-        elif done > getattr(self, "_written_through", trainer.start_iter):
+        elif done > self._written_through:
             # Stopped early (Ctrl-C, an error) with steps not yet reported: one last line, labelled with
             # the last step that finished (not the one that would have come next, or the one that failed).
             trainer.storage.iter = done - 1

@@ -354,10 +354,11 @@ def _writer_run(max_iter: int, period: int, fail_at: Optional[int] = None, stop_
     writer = _RecordingWriter()
     trainer = _NoopTrainer(fail_at=fail_at)
     trainer.register_hooks(([_StopAt(stop_at)] if stop_at is not None else []) + [hooks.PeriodicWriter([writer], period)])
-    try:
+    if fail_at is None:
         trainer.train(0, max_iter)
-    except RuntimeError:
-        pass
+    else:
+        with pytest.raises(RuntimeError, match=f"step {fail_at} failed"):
+            trainer.train(0, max_iter)
     return writer
 
 

@@ -219,11 +219,11 @@ def _start(args):
                             stderr=subprocess.STDOUT, text=True, cwd=REPO)
 
 
-def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, data_root, reference_run):
-    out = tmp_path / "killed"
-    args = ["--config-file", QUICK, *_opts(data_root, out, *RESUME_OPTS)]
+def _kill_after_iteration_4_then_resume(config, data_root, out):
+    """Train ``config`` into ``out``, SIGKILL it between checkpoints (iteration 4, the 5th, has finished
+    and its checkpoint exists), then run it again with --resume to the end."""
+    args = ["--config-file", config, *_opts(data_root, out, *RESUME_OPTS)]
     proc = _start(args)
-    # Kill between checkpoints: iteration 4 (the 5th) has finished, the checkpoint of iteration 4 exists.
     _wait_for(lambda: _iterations_logged(out) >= 4, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -232,6 +232,11 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, data_root, re
     resumed = _run(["--resume", *args])
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Resumed at iteration" in resumed.stdout
+
+
+def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, data_root, reference_run):
+    out = tmp_path / "killed"
+    _kill_after_iteration_4_then_resume(QUICK, data_root, out)
     _assert_same_state(_load(out / "model_final.pth")["model"], _load(reference_run / "model_final.pth")["model"])
     ours, ref = _load(out / "model_final.pth"), _load(reference_run / "model_final.pth")
     assert ours["model_nonpersistent_buffers"]["loss_normalizer"] == ref["model_nonpersistent_buffers"]["loss_normalizer"]
@@ -251,15 +256,7 @@ def test_faster_rcnn_resumes_bit_identically_after_sigkill(tmp_path, data_root):
     result = _run(["--config-file", QUICK_RCNN, *_opts(data_root, reference, *RESUME_OPTS)])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = tmp_path / "killed"
-    args = ["--config-file", QUICK_RCNN, *_opts(data_root, out, *RESUME_OPTS)]
-    proc = _start(args)
-    _wait_for(lambda: _iterations_logged(out) >= 4, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "model_final.pth").exists()
-    resumed = _run(["--resume", *args])
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "Resumed at iteration" in resumed.stdout
+    _kill_after_iteration_4_then_resume(QUICK_RCNN, data_root, out)
     ours, ref = _load(out / "model_final.pth"), _load(reference / "model_final.pth")
     assert any(k.startswith("roi_heads.") for k in ref["model"])
     _assert_same_state(ours["model"], ref["model"])
