@@ -13,7 +13,9 @@ __all__ = [
     "ANCHOR_GENERATOR_REGISTRY",
     "MATCHER_REGISTRY",
     "BOX_CODER_REGISTRY",
-    "LOSS_REGISTRY",
+    "CLS_LOSS_REGISTRY",
+    "BOX_LOSS_REGISTRY",
+    "ROI_BOX_HEAD_REGISTRY",
     "META_ARCH_REGISTRY",
     "HOOK_REGISTRY",
     "PROPOSAL_GENERATOR_REGISTRY",
@@ -84,8 +86,10 @@ MATCHER_REGISTRY = Registry("MATCHER")
 MATCHER_REGISTRY.__doc__ = "Matchers: (gt boxes, anchors) -> matched gt index and label per anchor."
 BOX_CODER_REGISTRY = Registry("BOX_CODER")
 BOX_CODER_REGISTRY.__doc__ = "Box coders: boxes <-> regression deltas relative to anchors."
-LOSS_REGISTRY = Registry("LOSS")
-LOSS_REGISTRY.__doc__ = "Classification and box-regression losses."
+CLS_LOSS_REGISTRY = Registry("CLS_LOSS")
+CLS_LOSS_REGISTRY.__doc__ = "Classification losses: (logits (M, K), targets (M, K)) -> summed loss."
+BOX_LOSS_REGISTRY = Registry("BOX_LOSS")
+BOX_LOSS_REGISTRY.__doc__ = "Box-regression losses: (deltas, gt boxes, anchors, box coder) -> summed loss."
 META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Whole detectors: list[dict] inputs -> losses or detections."
 HOOK_REGISTRY = Registry("HOOK")
@@ -94,5 +98,7 @@ PROPOSAL_GENERATOR_REGISTRY = Registry("PROPOSAL_GENERATOR")
 PROPOSAL_GENERATOR_REGISTRY.__doc__ = "Proposal generators (e.g. RPN): pyramid features -> boxes per image."
 ROI_HEAD_REGISTRY = Registry("ROI_HEAD")
 ROI_HEAD_REGISTRY.__doc__ = "Region heads: pyramid features + proposals -> losses or detections."
+ROI_BOX_HEAD_REGISTRY = Registry("ROI_BOX_HEAD")
+ROI_BOX_HEAD_REGISTRY.__doc__ = "ROI box heads: pooled features (R, C, h, w) -> box features (R, D)."
 SAMPLER_REGISTRY = Registry("SAMPLER")
 SAMPLER_REGISTRY.__doc__ = "Training-example samplers: matched labels -> the examples that enter the class loss."

@@ -5,7 +5,7 @@ from torch import nn
 from retinadet import registry
 from retinadet.config import get_cfg
 from retinadet.modeling import build
-from retinadet.registry import HEAD_REGISTRY, LOSS_REGISTRY, Registry
+from retinadet.registry import CLS_LOSS_REGISTRY, HEAD_REGISTRY, Registry
 
 
 def test_family_registries_hold_their_built_in_parts_under_class_names():
@@ -18,10 +18,9 @@ def test_family_registries_hold_their_built_in_parts_under_class_names():
         "ANCHOR_GENERATOR_REGISTRY": {"DefaultAnchorGenerator", "TorchvisionAnchorGenerator"},
         "MATCHER_REGISTRY": {"IoUMatcher"},
         "BOX_CODER_REGISTRY": {"DeltaXYWHBoxCoder"},
-        "LOSS_REGISTRY": {
-            "SigmoidFocalLoss", "SigmoidFocalLossStar", "AlphaBalancedCrossEntropy",
-            "SmoothL1Loss", "L1Loss", "GIoULoss",
-        },
+        "CLS_LOSS_REGISTRY": {"SigmoidFocalLoss", "SigmoidFocalLossStar", "AlphaBalancedCrossEntropy"},
+        "BOX_LOSS_REGISTRY": {"SmoothL1Loss", "L1Loss", "GIoULoss"},
+        "ROI_BOX_HEAD_REGISTRY": {"FastRCNNFCHead"},
         "META_ARCH_REGISTRY": {"RetinaNet"},
     }
     for attr, names in expected.items():
@@ -41,7 +40,7 @@ def test_unknown_name_lists_registered_names_and_the_closest():
     assert "['RetinaNetHead'" in message or "'RetinaNetHead'" in message
     assert "Did you mean 'RetinaNetHead'?" in message
     with pytest.raises(KeyError, match="Did you mean 'SigmoidFocalLoss'"):
-        LOSS_REGISTRY.get("SigmoidFocalLos")
+        CLS_LOSS_REGISTRY.get("SigmoidFocalLos")
 
 
 def test_registering_a_name_twice_names_both_places():

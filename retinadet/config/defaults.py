@@ -69,13 +69,13 @@ _C.MODEL.HEAD.NORM = ""  # norm inside the subnets: "" (none) or GN
 _C.MODEL.HEAD.PRIOR_PROB = 0.01  # initial foreground probability pi: class bias = -log((1 - pi) / pi)
 
 _C.MODEL.CLS_LOSS = CN()
-_C.MODEL.CLS_LOSS.NAME = "SigmoidFocalLoss"  # LOSS_REGISTRY name of the classification loss
+_C.MODEL.CLS_LOSS.NAME = "SigmoidFocalLoss"  # CLS_LOSS_REGISTRY name of the classification loss
 _C.MODEL.CLS_LOSS.ALPHA = 0.25  # weight of the foreground term (1 - ALPHA for background; < 0 = none)
 _C.MODEL.CLS_LOSS.GAMMA = 2.0  # focusing parameter of the focal loss (FL and FL*)
 _C.MODEL.CLS_LOSS.BETA = 0.0  # shift of FL* (SigmoidFocalLossStar only)
 
 _C.MODEL.BOX_LOSS = CN()
-_C.MODEL.BOX_LOSS.NAME = "SmoothL1Loss"  # LOSS_REGISTRY name of the box-regression loss
+_C.MODEL.BOX_LOSS.NAME = "SmoothL1Loss"  # BOX_LOSS_REGISTRY name of the box-regression loss
 _C.MODEL.BOX_LOSS.BETA = 0.1  # transition point of the smooth L1 loss (SmoothL1Loss only)
 
 _C.MODEL.RETINANET = CN()
@@ -138,7 +138,7 @@ _C.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 100  # inference: detections kept per 
 _C.MODEL.ROI_HEADS.MIN_BOX_SIZE_TEST = 0.0  # inference: detections with a side below this are dropped (1e-2 torchvision)
 
 _C.MODEL.ROI_BOX_HEAD = CN()
-_C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNFCHead"  # HEAD_REGISTRY name of the pooled-feature head
+_C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNFCHead"  # ROI_BOX_HEAD_REGISTRY name of the pooled-feature head
 _C.MODEL.ROI_BOX_HEAD.NUM_FC = 2  # fully connected layers (+ ReLU) after pooling
 _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024  # width of those layers
 _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7  # ROIAlign output size (square)

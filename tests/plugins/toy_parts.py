@@ -4,7 +4,7 @@ from torch import nn
 
 from retinadet.config import CfgNode, config_extension
 from retinadet.modeling.losses import sigmoid_focal_loss
-from retinadet.registry import HEAD_REGISTRY, LOSS_REGISTRY
+from retinadet.registry import CLS_LOSS_REGISTRY, HEAD_REGISTRY
 
 
 @config_extension
@@ -49,7 +49,7 @@ class ToyHead(nn.Module):
         return logits, deltas
 
 
-@LOSS_REGISTRY.register()
+@CLS_LOSS_REGISTRY.register()
 class ScaledFocalLoss(nn.Module):
     """The focal loss times a constant factor (summed over elements)."""
 

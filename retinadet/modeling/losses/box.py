@@ -3,7 +3,7 @@ import torch
 from torch import Tensor, nn
 
 from ...ops import box_area, paired_intersection_and_enclosure
-from ...registry import LOSS_REGISTRY
+from ...registry import BOX_LOSS_REGISTRY
 
 __all__ = ["smooth_l1_loss", "giou_loss", "SmoothL1Loss", "L1Loss", "GIoULoss"]
 
@@ -50,7 +50,7 @@ def giou_loss(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
     return 1 - giou
 
 
-@LOSS_REGISTRY.register()
+@BOX_LOSS_REGISTRY.register()
 class SmoothL1Loss(nn.Module):
     """Smooth L1 between predicted deltas and the box coder's encoding of the gt boxes; returns the sum.
 
@@ -78,7 +78,7 @@ class SmoothL1Loss(nn.Module):
         return f"beta={self.beta}"
 
 
-@LOSS_REGISTRY.register()
+@BOX_LOSS_REGISTRY.register()
 class L1Loss(nn.Module):
     """L1 between predicted deltas and the box coder's encoding of the gt boxes; returns the sum."""
 
@@ -94,7 +94,7 @@ class L1Loss(nn.Module):
         return torch.abs(pred_deltas - target.to(pred_deltas.dtype)).sum()
 
 
-@LOSS_REGISTRY.register()
+@BOX_LOSS_REGISTRY.register()
 class GIoULoss(nn.Module):
     """``1 - GIoU`` between boxes decoded from the predictions and the gt boxes; returns the sum.
 

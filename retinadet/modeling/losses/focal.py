@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...registry import LOSS_REGISTRY
+from ...registry import CLS_LOSS_REGISTRY
 
 __all__ = [
     "sigmoid_focal_loss",
@@ -121,7 +121,7 @@ def sigmoid_focal_loss_star(
     return _reduce(_alpha_weight(loss, targets, alpha), reduction)
 
 
-@LOSS_REGISTRY.register()
+@CLS_LOSS_REGISTRY.register()
 class SigmoidFocalLoss(nn.Module):
     """Focal loss (paper Eq. 5) on per-class sigmoid logits; forward returns the sum over elements.
 
@@ -148,7 +148,7 @@ class SigmoidFocalLoss(nn.Module):
         return f"alpha={self.alpha}, gamma={self.gamma}"
 
 
-@LOSS_REGISTRY.register()
+@CLS_LOSS_REGISTRY.register()
 class AlphaBalancedCrossEntropy(SigmoidFocalLoss):
     """Alpha-balanced cross entropy, the paper's baseline (Eq. 3): the focal loss with gamma = 0.
 
@@ -168,7 +168,7 @@ class AlphaBalancedCrossEntropy(SigmoidFocalLoss):
         return f"alpha={self.alpha}"
 
 
-@LOSS_REGISTRY.register()
+@CLS_LOSS_REGISTRY.register()
 class SigmoidFocalLossStar(nn.Module):
     """FL* (paper appendix A) on per-class sigmoid logits; forward returns the sum over elements.
 

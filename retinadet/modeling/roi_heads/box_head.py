@@ -3,12 +3,12 @@ from typing import Sequence, Tuple
 
 from torch import Tensor, nn
 
-from ...registry import HEAD_REGISTRY
+from ...registry import ROI_BOX_HEAD_REGISTRY
 
 __all__ = ["FastRCNNFCHead"]
 
 
-@HEAD_REGISTRY.register()
+@ROI_BOX_HEAD_REGISTRY.register()
 class FastRCNNFCHead(nn.Module):
     """Flatten, then ``num_fc`` x (Linear, ReLU) of width ``fc_dim`` (the FPN paper's "2fc" head).
 

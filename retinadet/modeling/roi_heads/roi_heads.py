@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ...registry import HEAD_REGISTRY, ROI_HEAD_REGISTRY, SAMPLER_REGISTRY
+from ...registry import ROI_BOX_HEAD_REGISTRY, ROI_HEAD_REGISTRY, SAMPLER_REGISTRY
 from ...structures import ImageList
 from ..box_coders import DeltaXYWHBoxCoder
 from ..build import build
@@ -158,7 +158,7 @@ class StandardROIHeads(nn.Module):
             ) from e
         num_channels = channels[in_features[0]]
         res = box_pooler.output_size
-        box_head = build(HEAD_REGISTRY, bh.NAME, cfg, input_size=(num_channels, res[0], res[1]))
+        box_head = build(ROI_BOX_HEAD_REGISTRY, bh.NAME, cfg, input_size=(num_channels, res[0], res[1]))
         if not isinstance(getattr(box_head, "output_size", None), int):
             raise TypeError(
                 f"The box head '{bh.NAME}' (MODEL.ROI_BOX_HEAD.NAME) must expose its output width as an "

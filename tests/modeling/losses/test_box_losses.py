@@ -8,7 +8,7 @@ from retinadet.config import get_cfg
 from retinadet.modeling import build
 from retinadet.modeling.box_coders import DeltaXYWHBoxCoder
 from retinadet.modeling.losses import GIoULoss, L1Loss, SmoothL1Loss, giou_loss, smooth_l1_loss
-from retinadet.registry import LOSS_REGISTRY
+from retinadet.registry import BOX_LOSS_REGISTRY
 
 
 def _problem(seed: int, n: int = 200):
@@ -104,9 +104,9 @@ def test_giou_zero_area_is_finite():
 def test_box_loss_from_config_and_registry():
     cfg = get_cfg()
     cfg.MODEL.BOX_LOSS.BETA = 0.25
-    smooth = build(LOSS_REGISTRY, "SmoothL1Loss", cfg, loss_cfg=cfg.MODEL.BOX_LOSS)
+    smooth = build(BOX_LOSS_REGISTRY, "SmoothL1Loss", cfg, loss_cfg=cfg.MODEL.BOX_LOSS)
     assert isinstance(smooth, SmoothL1Loss) and smooth.beta == 0.25
-    assert isinstance(build(LOSS_REGISTRY, "L1Loss", cfg, loss_cfg=cfg.MODEL.BOX_LOSS), L1Loss)
-    assert isinstance(build(LOSS_REGISTRY, "GIoULoss", cfg, loss_cfg=cfg.MODEL.BOX_LOSS), GIoULoss)
+    assert isinstance(build(BOX_LOSS_REGISTRY, "L1Loss", cfg, loss_cfg=cfg.MODEL.BOX_LOSS), L1Loss)
+    assert isinstance(build(BOX_LOSS_REGISTRY, "GIoULoss", cfg, loss_cfg=cfg.MODEL.BOX_LOSS), GIoULoss)
     with pytest.raises(ValueError, match="beta = -1"):
         SmoothL1Loss(-1.0)

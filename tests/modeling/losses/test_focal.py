@@ -16,7 +16,7 @@ from retinadet.modeling.losses import (
     sigmoid_focal_loss,
     sigmoid_focal_loss_star,
 )
-from retinadet.registry import LOSS_REGISTRY
+from retinadet.registry import CLS_LOSS_REGISTRY
 
 
 def _logit(p: float) -> float:
@@ -200,9 +200,9 @@ def test_from_config_and_registry():
     cfg.MODEL.CLS_LOSS.ALPHA = 0.5
     cfg.MODEL.CLS_LOSS.GAMMA = 3.0
     cfg.MODEL.CLS_LOSS.BETA = 1.0
-    fl = build(LOSS_REGISTRY, "SigmoidFocalLoss", cfg, loss_cfg=cfg.MODEL.CLS_LOSS)
+    fl = build(CLS_LOSS_REGISTRY, "SigmoidFocalLoss", cfg, loss_cfg=cfg.MODEL.CLS_LOSS)
     assert isinstance(fl, SigmoidFocalLoss) and (fl.alpha, fl.gamma) == (0.5, 3.0)
-    star = build(LOSS_REGISTRY, "SigmoidFocalLossStar", cfg, loss_cfg=cfg.MODEL.CLS_LOSS)
+    star = build(CLS_LOSS_REGISTRY, "SigmoidFocalLossStar", cfg, loss_cfg=cfg.MODEL.CLS_LOSS)
     assert (star.alpha, star.gamma, star.beta) == (0.5, 3.0, 1.0)
-    ce = build(LOSS_REGISTRY, "AlphaBalancedCrossEntropy", cfg, loss_cfg=cfg.MODEL.CLS_LOSS)
+    ce = build(CLS_LOSS_REGISTRY, "AlphaBalancedCrossEntropy", cfg, loss_cfg=cfg.MODEL.CLS_LOSS)
     assert (ce.alpha, ce.gamma) == (0.5, 0.0)
