@@ -223,5 +223,5 @@ def build_default_hooks(cfg: CfgNode, trainer: Any) -> List[HookBase]:
             built.append(hooks.LossCurvePlotter(os.path.join(cfg.OUTPUT_DIR, "metrics.json"),
                                                 os.path.join(cfg.OUTPUT_DIR, "loss_curve.png")))
         if cfg.TEST.VIS_IMAGES > 0 and cfg.DATASETS.TEST:
-            built.append(PredictionPictures.from_trainer(cfg, trainer))
+            built.append(PredictionPictures(**PredictionPictures.from_config(cfg, trainer)))
     return [h for h in built if h is not None]

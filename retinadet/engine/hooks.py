@@ -319,15 +319,9 @@ class LossCurvePlotter(HookBase):
 
 
 def build_registered_hooks(names: Sequence[str], cfg: Any, trainer: Any) -> List[HookBase]:
-    """The HOOK_REGISTRY classes named in ``names`` (TRAIN.HOOKS): ``cls(**cls.from_config(cfg,
-    trainer=trainer))`` when the class has ``from_config``, else ``cls()``."""
-    from retinadet.registry import HOOK_REGISTRY
+    """The HOOK_REGISTRY classes named in ``names`` (TRAIN.HOOKS), each checked against the Hook
+    contract and built as ``cls(**cls.from_config(cfg, trainer=trainer))`` (HookBase's gives no
+    arguments)."""
+    from retinadet.registry import HOOK_REGISTRY, build
 
-    hooks = []
-    for name in names:
-        cls = HOOK_REGISTRY.get(name)
-        if hasattr(cls, "from_config"):
-            hooks.append(cls(**cls.from_config(cfg, trainer=trainer)))
-        else:
-            hooks.append(cls())
-    return hooks
+    return [build(HOOK_REGISTRY, name, cfg, trainer=trainer) for name in names]

@@ -2,7 +2,7 @@
 import contextlib
 import logging
 import os
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -40,17 +40,22 @@ class PredictionPictures(HookBase):
         self.class_names = class_names
 
     @classmethod
-    def from_trainer(cls, cfg: Any, trainer: Any) -> "PredictionPictures":
-        """Pictures of DATASETS.TEST[0] into OUTPUT_DIR/pictures (TEST.VIS_IMAGES, TEST.VIS_SCORE_THRESH)."""
+    def from_config(cls, cfg: Any, trainer: Any) -> Dict[str, Any]:
+        """Arguments for pictures of DATASETS.TEST[0] into OUTPUT_DIR/pictures (TEST.VIS_IMAGES,
+        TEST.VIS_SCORE_THRESH), of the trainer's model with its evaluation weights."""
         from retinadet.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 
         name = cfg.DATASETS.TEST[0]
-        return cls(
-            trainer.model_without_ddp, DatasetCatalog.get(name)[: cfg.TEST.VIS_IMAGES],
-            DatasetMapper(**DatasetMapper.from_config(cfg, is_train=False, dataset_name=name)),
-            os.path.join(cfg.OUTPUT_DIR, "pictures"), cfg.TEST.VIS_IMAGES, cfg.TEST.VIS_SCORE_THRESH,
-            MetadataCatalog.get(name).get("thing_classes"), getattr(trainer, "evaluation_weights", None),
-        )
+        return {
+            "model": trainer.model_without_ddp,
+            "dataset_dicts": DatasetCatalog.get(name)[: cfg.TEST.VIS_IMAGES],
+            "mapper": DatasetMapper(**DatasetMapper.from_config(cfg, is_train=False, dataset_name=name)),
+            "output_dir": os.path.join(cfg.OUTPUT_DIR, "pictures"),
+            "num_images": cfg.TEST.VIS_IMAGES,
+            "score_thresh": cfg.TEST.VIS_SCORE_THRESH,
+            "class_names": MetadataCatalog.get(name).get("thing_classes"),
+            "weights": getattr(trainer, "evaluation_weights", None),
+        }
 
     def after_train(self) -> None:
         if self.trainer.exception is not None or self.trainer.completed < self.trainer.max_iter:

@@ -20,11 +20,18 @@ class HookBase:
 
     Call order for each iteration: ``before_step``, the step (``after_backward`` between the
     backward pass and the optimizer step), ``after_step``. ``before_train`` and ``after_train`` run
-    once; ``after_train`` also runs when training stops with an error. ``state_dict()`` goes into
+    once; ``after_train`` also runs when training stops with an error. Its contract, the one a hook
+    named in TRAIN.HOOKS is checked against, is ``retinadet.registry.Hook``. ``state_dict()`` goes into
     checkpoints (under the hook's class name) and ``load_state_dict()`` gets it back on resume.
     """
 
     trainer: "TrainerBase"
+
+    @classmethod
+    def from_config(cls, cfg: Any, trainer: "TrainerBase") -> Dict[str, Any]:
+        """Keyword arguments of ``__init__`` from ``cfg`` and ``trainer``: how a hook named in
+        TRAIN.HOOKS is built (``cls(**cls.from_config(cfg, trainer))``). None by default."""
+        return {}
 
     def before_train(self) -> None:
         pass

@@ -1,31 +1,15 @@
-"""Builders: one generic build(registry, name, cfg, **context) and build_model(cfg)."""
+"""build_model(cfg), and the generic build(registry, name, cfg, **context) of retinadet.registry."""
 import logging
-from typing import Any
-
 import torch
 from torch import nn
 
 from ..config import CfgNode
 from ..plugins import load_plugins
-from ..registry import META_ARCH_REGISTRY, Registry
+from ..registry import META_ARCH_REGISTRY, build
 
 __all__ = ["build", "build_model"]
 
 logger = logging.getLogger(__name__)
-
-
-def build(registry: Registry, name: str, cfg: CfgNode, **context: Any) -> Any:
-    """Look ``name`` up in ``registry`` and return ``cls(**cls.from_config(cfg, **context))``.
-
-    ``context`` carries what earlier parts computed (e.g. ``input_shape``), never config values.
-    """
-    cls = registry.get(name)
-    if not hasattr(cls, "from_config"):
-        raise TypeError(
-            f"{cls.__module__}.{cls.__qualname__} (registered as '{name}' in the "
-            f"{registry._name} registry) has no from_config(cls, cfg, **context) classmethod."
-        )
-    return cls(**cls.from_config(cfg, **context))
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
@@ -43,5 +27,5 @@ def build_model(cfg: CfgNode) -> nn.Module:
 
         load_weights(model, cfg.MODEL.WEIGHTS)
     if cfg.MODEL.COMPILE:
-        compile_submodules(model, getattr(model, "compile_targets", ()))
+        compile_submodules(model, model.compile_targets)
     return model
