@@ -1,4 +1,5 @@
 """Checkpoint reading and loading, and converters from torchvision and detectron2 weights."""
+from .backbone_loading import load_backbone_weights
 from .detectron2_converter import convert_detectron2_retinanet
 from .loading import (
     CONVERTERS,
@@ -7,6 +8,7 @@ from .loading import (
     load_model_weights,
     load_weights,
 )
+from .report import WeightLoadReport
 from .torchvision_converter import (
     convert_torchvision_faster_rcnn,
     convert_torchvision_resnet,
@@ -20,7 +22,9 @@ __all__ = [
     "convert_torchvision_resnet",
     "convert_torchvision_retinanet",
     "detect_format",
+    "load_backbone_weights",
     "load_checkpoint_file",
     "load_model_weights",
     "load_weights",
+    "WeightLoadReport",
 ]

@@ -2,13 +2,13 @@
 import logging
 import os
 import re
-import uuid
 from typing import Any, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
 from torch import nn
 
+from ..utils.file_io import atomic_save
 from .loading import load_model_weights, load_weights
 
 __all__ = ["DetectionCheckpointer", "periodic_checkpoint_files"]
@@ -18,6 +18,8 @@ _PERIODIC = re.compile(r"^model_(\d{7})\.pth$")
 # Buffers a module registers with persistent=False (e.g. RetinaNet's loss normaliser) are not in its
 # state_dict but are training state all the same; checkpoints keep them under this key.
 _BUFFERS_KEY = "model_nonpersistent_buffers"
+# What a failed save leaves intact (checkpoints are written to a temporary name and renamed).
+_UNCHANGED = "the files written before it (the previous checkpoint, last_checkpoint) are unchanged"
 
 
 def periodic_checkpoint_files(save_dir: str) -> List[str]:
@@ -31,49 +33,6 @@ def periodic_checkpoint_files(save_dir: str) -> List[str]:
 def _nonpersistent_buffers(model: nn.Module) -> Dict[str, torch.Tensor]:
     saved = set(model.state_dict().keys())
     return {name: buf.detach().cpu().clone() for name, buf in model.named_buffers() if name not in saved}
-
-
-class _RecordingFile:
-    """A binary file whose first write error (OSError: disk full, quota) is kept, since torch.save
-    reports it as an unrelated inline_container.cc error."""
-
-    def __init__(self, f) -> None:
-        self._f = f
-        self.error: Optional[OSError] = None
-
-    def write(self, data) -> int:
-        try:
-            return self._f.write(data)
-        except OSError as e:
-            self.error = self.error or e
-            raise
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)
-
-
-def _write_atomic(path: str, write) -> None:
-    """``write(f)`` into a temporary file beside ``path``, then rename it to ``path``; the old file
-    stays intact when anything fails. OSError naming ``path`` and the cause (e.g. "No space left on
-    device") when the disk refuses the data."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    recording = None
-    try:
-        with open(tmp, "wb") as f:
-            recording = _RecordingFile(f)
-            write(recording)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except Exception as e:
-        cause = recording.error if recording is not None and recording.error is not None else e
-        if isinstance(cause, OSError) and cause.errno is not None:
-            raise OSError(cause.errno, f"{os.strerror(cause.errno)}: could not write {path}; the files written "
-                                       "before it (the previous checkpoint, last_checkpoint) are unchanged") from e
-        raise
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # Tensor-name prefix -> the config keys that decide its shape, for the message of a resume whose
@@ -167,14 +126,14 @@ class DetectionCheckpointer(Checkpointer):
         os.makedirs(self.save_dir, exist_ok=True)
         path = os.path.join(self.save_dir, f"{name}.pth")
         self.logger.info("Saving checkpoint to %s", path)
-        _write_atomic(path, lambda f: torch.save(data, f))
+        atomic_save(path, lambda f: torch.save(data, f), unchanged=_UNCHANGED)
         self.tag_last_checkpoint(os.path.basename(path))
         return path
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         """Point ``last_checkpoint`` at ``last_filename_basename`` (atomically)."""
         path = os.path.join(self.save_dir, _LAST_CHECKPOINT)
-        _write_atomic(path, lambda f: f.write(last_filename_basename.encode()))
+        atomic_save(path, lambda f: f.write(last_filename_basename.encode()), unchanged=_UNCHANGED)
 
     # ------------------------------------------------------------------ loading
     def _load_file(self, f: str) -> Dict[str, Any]:

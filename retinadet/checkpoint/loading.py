@@ -1,7 +1,6 @@
 """Read checkpoint files, recognise their key layout and load them into a model with a report."""
 import logging
 import os
-from collections import defaultdict
 from typing import Any, Callable, Dict, List, Mapping
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from .report import BN_COUNTER, WeightLoadReport, group_keys
 from .safe_pickle import DisallowedGlobalError, load_restricted_pickle
 from .detectron2_converter import convert_detectron2_retinanet, looks_like_detectron2_retinanet
 from .torchvision_converter import (
@@ -39,7 +39,6 @@ CONVERTERS: Dict[str, Callable[[Dict[str, Tensor]], Dict[str, Tensor]]] = {
     "detectron2": convert_detectron2_retinanet,
 }
 _OUR_PREFIXES = ("backbone.", "neck.", "head.", "proposal_generator.", "roi_heads.")
-_NUM_BATCHES = "num_batches_tracked"
 
 
 def _read_pickle(path: str) -> Any:
@@ -165,19 +164,6 @@ def _strip_wrapper_prefix(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     return state_dict
 
 
-def _group_keys(keys: List[str]) -> List[str]:
-    """Group keys by module: ["a.b.weight", "a.b.bias"] -> ["a.b.{weight, bias}"]."""
-    groups: Dict[str, List[str]] = defaultdict(list)
-    for key in keys:
-        module, _, name = key.rpartition(".")
-        groups[module].append(name)
-    grouped = []
-    for module, names in groups.items():
-        prefix = f"{module}." if module else ""
-        grouped.append(prefix + (f"{{{', '.join(names)}}}" if len(names) > 1 else names[0]))
-    return grouped
-
-
 def _is_frozen_norm(model: nn.Module, module_name: str) -> bool:
     try:
         return isinstance(model.get_submodule(module_name), FrozenBatchNorm2d)
@@ -196,41 +182,41 @@ def _drop_frozen_counters(
         k: v
         for k, v in state_dict.items()
         if not (
-            k.endswith("." + _NUM_BATCHES)
+            k.endswith("." + BN_COUNTER)
             and k not in model_keys
-            and _is_frozen_norm(model, k[: -len(_NUM_BATCHES) - 1])
+            and _is_frozen_norm(model, k[: -len(BN_COUNTER) - 1])
         )
     }
 
 
 def _counter_of_loaded_norm(key: str, loaded: Mapping[str, Tensor]) -> bool:
     """True for a BatchNorm counter whose statistics came from a frozen-norm checkpoint."""
-    if not key.endswith("." + _NUM_BATCHES):
+    if not key.endswith("." + BN_COUNTER):
         return False
-    return key[: -len(_NUM_BATCHES)] + "running_mean" in loaded
+    return key[: -len(BN_COUNTER)] + "running_mean" in loaded
 
 
-def _log_report(report: Dict[str, List[str]], shapes: Dict[str, str], source: str) -> None:
-    where = f" from {source}" if source else ""
-    logger.info("Loaded %d tensors%s.", len(report["loaded"]), where)
-    if report["skipped_shape"]:
-        lines = [f"  {k}: checkpoint {shapes[k]}" for k in report["skipped_shape"]]
+def _log_report(report: WeightLoadReport, shapes: Dict[str, str]) -> None:
+    where = f" from {report.source}" if report.source else ""
+    logger.info("Loaded %d tensors%s.", len(report.loaded), where)
+    if report.skipped_shape:
+        lines = [f"  {k}: checkpoint {shapes[k]}" for k in report.skipped_shape]
         logger.warning(
             "Skipped %d tensor(s)%s whose shape differs from the model's:\n%s",
             len(lines), where, "\n".join(lines),
         )
-    problems = (("missing from", report["missing"]), ("unexpected in", report["unexpected"]))
+    problems = (("missing from", report.missing), ("unexpected in", report.unexpected))
     for what, keys in problems:
         if keys:
             logger.warning(
                 "%d key(s) %s the checkpoint%s:\n%s",
-                len(keys), what, where, "\n".join("  " + g for g in _group_keys(keys)),
+                len(keys), what, where, "\n".join("  " + g for g in group_keys(keys)),
             )
 
 
 def load_model_weights(
     model: nn.Module, state_dict: Mapping[str, Tensor], source: str = ""
-) -> Dict[str, List[str]]:
+) -> WeightLoadReport:
     """Load ``state_dict`` (already in retinadet's names) into ``model`` non-strictly.
 
     Tensors whose shape differs from the model's (e.g. ``head.cls_score`` trained for another
@@ -245,9 +231,8 @@ def load_model_weights(
         source: where the weights came from, for the log messages.
 
     Returns:
-        {"loaded": keys copied into the model, "skipped_shape": keys skipped for their shape,
-        "missing": model keys the checkpoint did not fill (shape-skipped keys excluded),
-        "unexpected": checkpoint keys the model does not have}.
+        WeightLoadReport with ``loaded``, ``skipped_shape``, ``missing`` (shape-skipped keys
+        excluded) and ``unexpected`` filled.
     """
     model_state = model.state_dict()
     state_dict = _drop_frozen_counters(model, dict(state_dict), model_state)
@@ -266,17 +251,18 @@ def load_model_weights(
     ]
     unexpected = list(result.unexpected_keys)
     unexpected_set = set(unexpected)
-    report = {
-        "loaded": [k for k in to_load if k not in unexpected_set],
-        "skipped_shape": list(shapes),
-        "missing": missing,
-        "unexpected": unexpected,
-    }
-    _log_report(report, shapes, source)
+    report = WeightLoadReport(
+        source=source,
+        loaded=[k for k in to_load if k not in unexpected_set],
+        skipped_shape=list(shapes),
+        missing=missing,
+        unexpected=unexpected,
+    )
+    _log_report(report, shapes)
     return report
 
 
-def load_weights(model: nn.Module, path: str) -> Dict[str, List[str]]:
+def load_weights(model: nn.Module, path: str) -> WeightLoadReport:
     """Read ``path``, convert its keys from the detected layout, and load them into ``model``.
 
     Layouts: retinadet's own, torchvision RetinaNet (v1/v2), torchvision Faster R-CNN (v1),

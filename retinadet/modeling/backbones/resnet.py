@@ -1,9 +1,7 @@
 """ResNet-18/34/50/101 backbone with torchvision's module names, returning res2..res5 features."""
 import logging
-import os
 import re
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +11,7 @@ from ...registry import BACKBONE_REGISTRY
 from ..norm import freeze_batch_norm, get_norm
 from ..shape_spec import ShapeSpec
 
-__all__ = ["ResNet", "BasicBlock", "BottleneckBlock", "WeightLoadReport"]
+__all__ = ["ResNet", "BasicBlock", "BottleneckBlock", "describe_resnet_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +24,6 @@ _ARCHS: Dict[int, Tuple[bool, Tuple[int, int, int, int]]] = {
 }
 _FEATURES = ("res2", "res3", "res4", "res5")
 _STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
-# Batch-norm bookkeeping that torchvision checkpoints carry but FrozenBN / GN do not need.
-_BN_COUNTER = "num_batches_tracked"
 
 
 def _norm(name: str, channels: int, num_groups: int) -> nn.Module:
@@ -105,24 +101,9 @@ class BottleneckBlock(nn.Module):
         return self.relu(out)
 
 
-@dataclass
-class WeightLoadReport:
-    """What ``ResNet.load_torchvision_weights`` did: keys loaded and keys skipped, with reasons."""
-
-    source: str
-    loaded: List[str] = field(default_factory=list)
-    skipped: Dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        reasons: Dict[str, int] = {}
-        for reason in self.skipped.values():
-            reasons[reason] = reasons.get(reason, 0) + 1
-        skipped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
-        return f"Loaded {len(self.loaded)} tensors from {self.source}; skipped: {skipped}."
-
-
-def _describe_state_dict(state_dict: Mapping[str, Tensor]) -> Tuple[Optional[int], str]:
-    """Guess the ResNet depth a torchvision state dict comes from: (depth or None, description)."""
+def describe_resnet_weights(state_dict: Mapping[str, Tensor]) -> str:
+    """"ResNet-50" (or "bottleneck blocks per stage [3, 4, 0, 0]") for a state dict with torchvision's
+    ResNet names: the error messages of ``load_backbone_weights`` then say which depths differ."""
     blocks = [0, 0, 0, 0]
     for key in state_dict:
         m = re.match(r"layer([1-4])\.(\d+)\.", key)
@@ -133,8 +114,8 @@ def _describe_state_dict(state_dict: Mapping[str, Tensor]) -> Tuple[Optional[int
     kind = "bottleneck" if bottleneck else "basic"
     for depth, arch in _ARCHS.items():
         if arch == (bottleneck, tuple(blocks)):
-            return depth, f"ResNet-{depth}"
-    return None, f"{kind} blocks per stage {blocks}"
+            return f"ResNet-{depth}"
+    return f"{kind} blocks per stage {blocks}"
 
 
 @BACKBONE_REGISTRY.register()
@@ -157,7 +138,9 @@ class ResNet(nn.Module):
         res2_out_channels: res2 output channels; 0 = the standard width (256 for bottleneck nets, 64
             for basic-block nets). The bottleneck width is a quarter of it at res2, and channels
             double every stage.
-        weights: path of a torchvision ImageNet ResNet state dict (.pth) to load; "" for none.
+        weights: MODEL.BACKBONE.WEIGHTS, loaded by ``retinadet.checkpoint.load_backbone_weights`` before
+            freezing: a torchvision ImageNet ResNet state dict (.pth), a backbone export or a retinadet
+            checkpoint; "" for none.
     """
 
     size_divisibility = 32
@@ -208,7 +191,9 @@ class ResNet(nn.Module):
 
         self._init_weights()
         if weights:
-            self.load_torchvision_weights(weights)
+            from ...checkpoint.backbone_loading import load_backbone_weights
+
+            load_backbone_weights(self, weights, describe=describe_resnet_weights)
         # Freezing after loading so that converted FrozenBatchNorm2d buffers hold the loaded stats.
         self.freeze(freeze_at)
 
@@ -310,78 +295,3 @@ class ResNet(nn.Module):
             if name in self._out_features:
                 outputs[name] = x
         return outputs
-
-    def load_torchvision_weights(
-        self, path_or_state_dict: Union[str, os.PathLike, Mapping[str, Tensor]]
-    ) -> WeightLoadReport:
-        """Load a torchvision ImageNet ``resnetXX`` state dict from a .pth path or a dict.
-
-        ``fc.*`` and keys of stages this backbone does not build are skipped, as are norm
-        statistics our norm layers do not hold (e.g. running stats under GN). Raises
-        FileNotFoundError for a missing file and ValueError, naming the source, when the state
-        dict is of another depth, has a tensor of a different shape or lacks a needed tensor.
-
-        Returns:
-            WeightLoadReport listing loaded keys and skipped keys with the reason (also logged).
-        """
-        source, state_dict = self._read_state_dict(path_or_state_dict)
-        file_depth, described = _describe_state_dict(state_dict)
-        if file_depth is not None and file_depth != self.depth:
-            raise ValueError(
-                f"Weights from {source} are {described}, but this backbone is ResNet-{self.depth} "
-                "(MODEL.RESNETS.DEPTH); use weights of the same depth."
-            )
-        report = WeightLoadReport(source)
-        ours = self.state_dict()
-        modules = dict(self.named_modules())
-        built = {f"layer{i + 1}" for i in range(len(self._channels))}
-        to_load, unexpected = {}, []
-        for key, value in state_dict.items():
-            owner, _, leaf = key.rpartition(".")
-            if key.startswith("fc."):
-                report.skipped[key] = "classifier (fc) weights"
-            elif key in ours:
-                if ours[key].shape != value.shape:
-                    raise ValueError(
-                        f"Weights from {source}: '{key}' has shape {tuple(value.shape)} but this "
-                        f"ResNet-{self.depth} expects {tuple(ours[key].shape)}."
-                    )
-                to_load[key] = value
-            elif re.match(r"layer[1-4]\.", key) and key.split(".")[0] not in built:
-                report.skipped[key] = "stage not built (beyond the last out_feature)"
-            elif owner in modules and not isinstance(modules[owner], nn.Conv2d):
-                report.skipped[key] = f"'{leaf}' not held by {type(modules[owner]).__name__}"
-            else:
-                unexpected.append(key)
-        missing = [k for k in ours if k not in to_load and not k.endswith(_BN_COUNTER)]
-        if unexpected or missing:
-            raise ValueError(
-                f"Weights from {source} ({described}) do not fit this ResNet-{self.depth}: "
-                f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}, "
-                f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}."
-            )
-        self.load_state_dict(to_load, strict=False)
-        report.loaded = sorted(to_load)
-        logger.info(str(report))
-        return report
-
-    @staticmethod
-    def _read_state_dict(
-        path_or_state_dict: Union[str, os.PathLike, Mapping[str, Tensor]]
-    ) -> Tuple[str, Dict[str, Tensor]]:
-        """(description of the source, a shallow copy of the state dict) from a path or a dict."""
-        if isinstance(path_or_state_dict, Mapping):
-            return "the given state dict", dict(path_or_state_dict)
-        path = os.path.expanduser(os.fspath(path_or_state_dict))
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"ResNet weights file '{path}' (MODEL.BACKBONE.WEIGHTS) does not exist; give the "
-                "path of a torchvision ImageNet ResNet state dict (.pth)."
-            )
-        state_dict = torch.load(path, weights_only=True, map_location="cpu")
-        if not isinstance(state_dict, Mapping):
-            raise ValueError(
-                f"ResNet weights file '{path}' holds a {type(state_dict).__name__}, "
-                "not a state dict."
-            )
-        return f"'{path}'", dict(state_dict)

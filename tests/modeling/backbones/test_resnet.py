@@ -4,8 +4,9 @@ import torch
 import torchvision
 from torch import nn
 
+from retinadet.checkpoint import load_backbone_weights
 from retinadet.config import get_cfg
-from retinadet.modeling.backbones import ResNet
+from retinadet.modeling.backbones.resnet import ResNet, describe_resnet_weights
 from retinadet.modeling.build import build
 from retinadet.modeling.norm import FrozenBatchNorm2d
 from retinadet.modeling.shape_spec import ShapeSpec
@@ -75,9 +76,9 @@ def test_only_stages_up_to_last_out_feature_are_built():
     reference = _torchvision_resnet(18)
     model = ResNet(18, out_features=("res3", "res2"), norm="BN").eval()
     assert not hasattr(model, "layer3") and not hasattr(model, "layer4")
-    report = model.load_torchvision_weights(reference.state_dict())
+    report = load_backbone_weights(model, reference.state_dict(), describe_resnet_weights)
     skipped_layers = {k.split(".")[0] for k, why in report.skipped.items() if "not built" in why}
-    assert skipped_layers == {"layer3", "layer4"}
+    assert skipped_layers == {"fc", "layer3", "layer4"}  # the classifier and the stages beyond res3
     assert "fc.weight" in report.skipped and "fc.bias" in report.skipped
     # Everything of the stem, layer1 and layer2 loads (BN's num_batches_tracked too, under "BN").
     built = {"conv1", "bn1", "layer1", "layer2"}
@@ -138,7 +139,7 @@ def test_group_norm_forward_and_sync_bn_construct():
 
     # ImageNet BN checkpoints load into GN nets: affine terms load, running statistics are skipped.
     reference = _torchvision_resnet(50)
-    report = model.load_torchvision_weights(reference.state_dict())
+    report = load_backbone_weights(model, reference.state_dict(), describe_resnet_weights)
     assert "bn1.running_mean" in report.skipped and "bn1.weight" in report.loaded
     torch.testing.assert_close(model.bn1.weight, reference.bn1.weight)
 
@@ -169,11 +170,11 @@ def test_bad_arguments_and_weights_raise_clear_errors(tmp_path):
 
     r18 = _torchvision_resnet(18).state_dict()
     with pytest.raises(ValueError, match=r"ResNet-18.*ResNet-34"):
-        ResNet(34).load_torchvision_weights(r18)
+        load_backbone_weights(ResNet(34), r18, describe_resnet_weights)
     r18["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
     shapes = r"layer1\.0\.conv1\.weight.*\(64, 64, 1, 1\).*\(64, 64, 3, 3\)"
     with pytest.raises(ValueError, match=shapes):
-        ResNet(18).load_torchvision_weights(r18)
+        load_backbone_weights(ResNet(18), r18, describe_resnet_weights)
 
 
 def test_build_from_registry_with_config():
@@ -206,3 +207,17 @@ def test_res2_out_channels_sets_every_stage_width(depth, width, expected):
     assert [out[f].shape[1] for f in ("res2", "res3", "res4", "res5")] == expected
     with pytest.raises(ValueError, match="RES2_OUT_CHANNELS"):
         ResNet(depth=depth, out_features=["res5"], res2_out_channels=-8)
+
+
+def test_backbone_weights_from_a_whole_detector_checkpoint(tmp_path):
+    """MODEL.BACKBONE.WEIGHTS may name a retinadet checkpoint: its backbone.* tensors are taken, from
+    the EMA weights when the run kept them, as MODEL.WEIGHTS reads checkpoints."""
+    reference = ResNet(18, out_features=("res3",), norm="BN").eval()
+    other = ResNet(18, out_features=("res3",), norm="BN").eval()
+    ema = {f"backbone.{k}": v for k, v in reference.state_dict().items()}
+    model = {f"backbone.{k}": v for k, v in other.state_dict().items()}
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": {**model, "head.w": torch.zeros(1)}, "model_ema": {**ema, "head.w": torch.zeros(1)}}, path)
+    fresh = ResNet(18, out_features=("res3",), norm="BN", weights=str(path)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(fresh(x)["res3"], reference(x)["res3"], rtol=0, atol=0)
