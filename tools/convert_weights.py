@@ -54,16 +54,12 @@ def convert_file(source: str, input_path: str) -> Dict[str, "Tensor"]:
 
 
 def save_atomically(obj: object, path: str) -> None:
-    """torch.save to ``path + ".tmp"`` then rename, so a crash never leaves half a file."""
+    """torch.save ``obj`` to ``path`` through the project's atomic writer: a crash never leaves half a file."""
     import torch
 
-    tmp = path + ".tmp"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from retinadet.utils.file_io import atomic_save
+
+    atomic_save(path, lambda f: torch.save(obj, f))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -20,6 +20,7 @@ from retinadet.utils.run_lock import lock_output_dir
 
 from . import hooks
 from .train_loop import HookBase
+from ..utils.file_io import atomic_write_text
 
 __all__ = [
     "apply_batch_size_scaling",
@@ -118,10 +119,7 @@ def _check_paths(cfg: CfgNode) -> None:
 
 
 def _write_config(cfg: CfgNode, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(cfg.dump())
-    os.replace(tmp, path)
+    atomic_write_text(path, cfg.dump())
 
 
 def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace] = None) -> None:

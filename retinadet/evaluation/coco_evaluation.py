@@ -5,7 +5,6 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -17,6 +16,7 @@ from tabulate import tabulate
 
 from retinadet.data.catalog import DatasetCatalog, MetadataCatalog
 from retinadet.utils import comm
+from retinadet.utils.file_io import atomic_write_json
 
 from .evaluator import DatasetEvaluator, default_output_dir
 
@@ -28,22 +28,6 @@ RESULTS_FILE = "coco_instances_results.json"
 RESULTS_META_FILE = "coco_instances_results.meta.json"
 # COCOeval.stats[0:6] in order, under detectron2's names.
 _SUMMARY_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-
-
-def _write_json_atomic(path: str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file, so readers never see half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp_path)
-        raise
 
 
 def _percent(value: float) -> float:
@@ -238,12 +222,12 @@ class COCOEvaluator(DatasetEvaluator):
     def _write_results(self, results: List[Dict[str, Any]]) -> None:
         os.makedirs(self._output_dir, exist_ok=True)
         path = os.path.join(self._output_dir, RESULTS_FILE)
-        _write_json_atomic(path, results)
+        atomic_write_json(path, results)
         categories = [{"label": label, "category_id": category_id, "name": name} for label, (category_id, name)
                       in enumerate(zip(self._label_to_category, self._class_names))]
         meta = {"dataset_name": self._dataset_name, "json_file": self._json_file, "results_file": RESULTS_FILE,
                 "categories": categories}
-        _write_json_atomic(os.path.join(self._output_dir, RESULTS_META_FILE), meta)
+        atomic_write_json(os.path.join(self._output_dir, RESULTS_META_FILE), meta)
         logger.info("Wrote %d COCO results to %s.", len(results), path)
 
     def _run_cocoeval(self, coco_gt: COCO, results: List[Dict[str, Any]]) -> COCOeval:

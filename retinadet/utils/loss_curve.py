@@ -2,6 +2,7 @@
 import os
 from typing import Dict, List, Tuple
 
+from .file_io import atomic_save
 from .writers import read_metrics
 
 __all__ = ["plot_loss_curves"]
@@ -57,8 +58,8 @@ def plot_loss_curves(metrics_json: str, png_path: str) -> str:
     ax.legend(handles, labels, loc="upper right", fontsize=8)
     ax.set_title(os.path.basename(os.path.dirname(os.path.abspath(metrics_json))) or "training")
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        atomic_save(png_path, lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
     return png_path

@@ -1,10 +1,11 @@
 """Draws boxes with class names and scores onto images, for ground truth and predictions."""
 import colorsys
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .file_io import atomic_save
 
 __all__ = ["class_color", "draw_boxes", "save_png"]
 
@@ -59,6 +60,4 @@ def _caption(label: Optional[int], score: Optional[float], class_names: Optional
 
 def save_png(image: np.ndarray, path: str) -> None:
     """Write ``image (H, W, 3)`` uint8 RGB to ``path`` as PNG, atomically (temporary name, then rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_save(path, lambda f: Image.fromarray(image).save(f, format="PNG"))

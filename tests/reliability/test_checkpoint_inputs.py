@@ -1,9 +1,9 @@
 """Reliability catalogue, checkpoint family: missing, damaged, hostile and mismatched weights files, and a full disk."""
-import builtins
 import logging
 import os
 import pickle
 import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from retinadet.checkpoint import load_checkpoint_file, load_weights
-from retinadet.checkpoint import checkpointer as checkpointer_module
+from retinadet.utils import file_io
 from retinadet.checkpoint.checkpointer import DetectionCheckpointer
 
 
@@ -184,19 +184,25 @@ def test_no_readable_checkpoint_is_refused_listing_the_candidates(tmp_path):
 
 
 def _full_disk_for(fragment):
-    def fake_open(path, mode="r", *args, **kwargs):
-        if fragment in str(path):
-            return builtins.open("/dev/full", mode)
-        return builtins.open(path, mode, *args, **kwargs)
+    """A mkstemp for retinadet.utils.file_io whose files named with ``fragment`` sit on a full disk:
+    the temporary file exists, but its descriptor writes to /dev/full (ENOSPC)."""
+    real_mkstemp = tempfile.mkstemp
 
-    return fake_open
+    def fake_mkstemp(prefix="", suffix="", dir=None):
+        fd, path = real_mkstemp(prefix=prefix, suffix=suffix, dir=dir)
+        if fragment in prefix:
+            os.close(fd)
+            fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, path
+
+    return fake_mkstemp
 
 
 def test_full_disk_while_saving_keeps_the_previous_checkpoint_and_pointer(tmp_path, monkeypatch):
     ckpt = DetectionCheckpointer(_Detector(), str(tmp_path))
     ckpt.save("model_0000002")
     kept = (tmp_path / "model_0000002.pth").read_bytes()
-    monkeypatch.setattr(checkpointer_module, "open", _full_disk_for(".tmp-"), raising=False)
+    monkeypatch.setattr(file_io.tempfile, "mkstemp", _full_disk_for(".model_"))
     with pytest.raises(OSError, match=r"No space left on device: could not write .*model_0000004\.pth; the files "
                                       r"written before it .* are unchanged") as info:
         ckpt.save("model_0000004")
@@ -205,18 +211,18 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint_and_pointer(tmp_pa
     assert not (tmp_path / "model_0000004.pth").exists()
     assert (tmp_path / "model_0000002.pth").read_bytes() == kept
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000002.pth"
-    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_full_disk_while_writing_the_pointer_keeps_the_old_pointer(tmp_path, monkeypatch):
     ckpt = DetectionCheckpointer(_Detector(), str(tmp_path))
     ckpt.save("model_0000002")
-    monkeypatch.setattr(checkpointer_module, "open", _full_disk_for("last_checkpoint.tmp-"), raising=False)
+    monkeypatch.setattr(file_io.tempfile, "mkstemp", _full_disk_for(".last_checkpoint."))
     with pytest.raises(OSError, match=r"No space left on device: could not write .*last_checkpoint;") as info:
         ckpt.save("model_0000004")
     assert info.value.errno == 28
     monkeypatch.undo()
     # The new checkpoint is complete, but the pointer still names the previous one, which still loads.
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000002.pth"
-    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     DetectionCheckpointer(_Detector(), str(tmp_path)).load(str(tmp_path / "model_0000002.pth"))
