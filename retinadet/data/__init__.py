@@ -5,7 +5,7 @@ from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .coco import filter_images, get_detection_dataset_dicts, load_coco_json, register_coco_instances
 from .image_io import read_image
 from .mapper import DatasetMapper
-from .samplers import InferenceSampler, TrainingSampler
+from .index_samplers import InferenceSampler, TrainingSampler
 from .summary import summarize
 from .transforms import RandomFlip, ResizeShortestEdge
 

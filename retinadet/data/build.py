@@ -9,7 +9,7 @@ import torch.utils.data
 
 from .catalog import DatasetCatalog
 from .mapper import DatasetMapper
-from .samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler
+from .index_samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler
 
 __all__ = [
     "MappedDataset",

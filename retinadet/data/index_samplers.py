@@ -1,4 +1,6 @@
-"""Samplers: an endless, seeded, rank-sharded training stream (resumable) and exactly-once inference shards."""
+"""Samplers of data-set indices (torch.utils.data samplers): an endless, seeded, rank-sharded training stream
+(resumable) and exactly-once inference shards. (Samplers of training examples, SAMPLER_REGISTRY, are in
+retinadet.modeling.samplers.)"""
 import collections
 from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 

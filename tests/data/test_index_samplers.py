@@ -1,10 +1,10 @@
-"""Tests for retinadet.data.samplers: seeded sharded streams, resumable state, exactly-once inference."""
+"""Tests for retinadet.data.index_samplers: seeded sharded streams, resumable state, exactly-once inference."""
 import itertools
 
 import numpy as np
 import pytest
 
-from retinadet.data.samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler
+from retinadet.data.index_samplers import InferenceSampler, TrainingBatchSampler, TrainingSampler
 
 
 def take(iterable, n):
