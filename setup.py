@@ -1,14 +1,58 @@
-"""Install retinadet; compile csrc/ into retinadet._C when C++ sources are present."""
+"""Install retinadet; compile csrc/ into retinadet._C when C++ sources are present; ship configs/ as the
+package data of retinadet.model_zoo (copied into the build, so the source tree keeps one copy)."""
 import glob
 import os
 import shutil
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL_REQUIRES = ["torchvision>=0.29", "fvcore", "iopath", "pycocotools", "numpy", "pyyaml", "tabulate",
                     "tensorboard", "matplotlib"]
 EXTRAS = {"dev": ["pytest", "hypothesis"]}
+CONSOLE_SCRIPTS = [
+    "retinadet-train = retinadet.engine.train_net:invoke_main",
+    "retinadet-compare = retinadet.experiments.compare:main",
+    "retinadet-ablate = retinadet.experiments.ablate:main",
+]
+# configs/<name>.yaml of the source tree becomes retinadet/model_zoo/configs/<name>.yaml of the package.
+CONFIGS_DIR = "configs"
+PACKAGED_CONFIGS = os.path.join("retinadet", "model_zoo", "configs")
+
+
+def _config_files():
+    """The YAML files under configs/, as paths relative to this folder; SystemExit when there are none."""
+    files = sorted(glob.glob(os.path.join(CONFIGS_DIR, "**", "*.yaml"), recursive=True))
+    if not files:
+        raise SystemExit(f"setup.py: no config files under {os.path.join(HERE, CONFIGS_DIR)}; the package would "
+                         "ship an empty model zoo. Build from a source tree that has configs/.")
+    return files
+
+
+class BuildPyWithConfigs(build_py):
+    """build_py that also copies configs/**/*.yaml into retinadet/model_zoo/configs/ of the build
+    folder (not in an editable install: retinadet.model_zoo then reads configs/ of the checkout)."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        for src in _config_files():
+            dst = os.path.join(self.build_lib, PACKAGED_CONFIGS, os.path.relpath(src, CONFIGS_DIR))
+            self.mkpath(os.path.dirname(dst))
+            self.copy_file(src, dst)
+
+    def get_outputs(self, include_bytecode=True):
+        outputs = super().get_outputs(include_bytecode)
+        if getattr(self, "editable_mode", False):
+            return outputs
+        return outputs + [os.path.join(self.build_lib, PACKAGED_CONFIGS, os.path.relpath(f, CONFIGS_DIR))
+                          for f in _config_files()]
+
+    def get_source_files(self):
+        # The configs travel in a source distribution too, so a wheel built from it has them.
+        return super().get_source_files() + _config_files()
 
 
 def _find_cuda_home():
@@ -59,6 +103,7 @@ def _extensions():
 
 
 ext_modules, cmdclass = _extensions()
+cmdclass["build_py"] = BuildPyWithConfigs
 
 setup(
     name="retinadet",
@@ -70,6 +115,7 @@ setup(
     packages=find_packages(include=["retinadet", "retinadet.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -1,50 +1,13 @@
 #!/usr/bin/env python
-"""Train a detector from a config and evaluate it, or evaluate saved weights with --eval-only.
+"""Train a detector from a config and evaluate it, or evaluate saved weights with --eval-only: the
+command of ``retinadet.engine.train_net`` (also ``retinadet-train`` and ``python -m
+retinadet.engine.train_net``), kept here so ``python tools/train_net.py ...`` works as before.
 
     python tools/train_net.py --config-file configs/shapes/retinanet_R_18_FPN.yaml [--resume] [KEY VALUE ...]
-
-Leaves in OUTPUT_DIR: config.yaml, log.txt, metrics.json, TensorBoard events, checkpoints
-(model_XXXXXXX.pth, model_final.pth, last_checkpoint), loss_curve.png, inference/<data set>/ and
-pictures/ (with TEST.VIS_IMAGES > 0).
 """
 import sys
 
-from retinadet.checkpoint.checkpointer import DetectionCheckpointer
-from retinadet.engine import DefaultTrainer, default_argument_parser, launch, setup
-
-
-# The status shells give a command stopped by Ctrl-C (128 + SIGINT).
-INTERRUPTED_EXIT_CODE = 130
-
-
-def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = DefaultTrainer.build_model(cfg)
-        # A checkpoint of a run with MODEL_EMA evaluates its weight average, as training did.
-        checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, use_ema_weights=True)
-        if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
-            where = f" and OUTPUT_DIR {cfg.OUTPUT_DIR} holds no checkpoint to resume" if args.resume else ""
-            raise ValueError(f"--eval-only has no weights to evaluate: MODEL.WEIGHTS is empty{where}, so it would "
-                             "score a randomly initialised model. Set MODEL.WEIGHTS path/to/model_final.pth, or "
-                             "--resume with the OUTPUT_DIR of a trained run.")
-        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return DefaultTrainer.test(cfg, model)
-    trainer = DefaultTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    results = trainer.train()
-    if trainer.interrupted:
-        # Stopped by Ctrl-C after saving a checkpoint: exit as an interrupted command does.
-        raise SystemExit(INTERRUPTED_EXIT_CODE)
-    return results
-
-
-def invoke_main(argv=None) -> int:
-    args = default_argument_parser(__doc__.splitlines()[0]).parse_args(argv)
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
-    return 0
-
+from retinadet.engine.train_net import INTERRUPTED_EXIT_CODE, default_argument_parser, invoke_main, main  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(invoke_main())

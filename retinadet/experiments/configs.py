@@ -1,31 +1,27 @@
-"""Config handling of experiments: finding config files, merging overrides with the config system's
-checks, the run hash, the iteration budget and the overrides that make experiment runs cheap."""
-import difflib
-import glob
+"""Config handling of experiments: finding config files (paths or model-zoo names), merging overrides
+with the config system's checks, the run hash, the iteration budget and the overrides that make
+experiment runs cheap."""
 import hashlib
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from retinadet import model_zoo
 from retinadet.config import CfgNode, get_cfg
 
 __all__ = [
     "CHECKPOINT_PERIOD_NEVER",
     "ExperimentInputError",
-    "REPO_ROOT",
     "SPEED_OVERRIDES",
     "check_same_datasets",
-    "closest_config_files",
     "config_hash",
     "format_value",
     "load_config",
+    "model_zoo_config_path",
     "overrides_from_dict",
     "resolve_config_path",
     "schedule_overrides",
 ]
-
-# The folder holding the retinadet package, configs/ and tools/.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # A checkpoint period no run reaches: only model_final.pth is written.
 CHECKPOINT_PERIOD_NEVER = 10**9
@@ -44,37 +40,30 @@ class ExperimentInputError(ValueError):
     """Bad input to an experiment (config path, preset name, override), found before any training."""
 
 
-def _config_candidates() -> List[str]:
-    """Every YAML under REPO_ROOT/configs, as paths relative to REPO_ROOT."""
-    root = os.path.join(REPO_ROOT, "configs")
-    files = glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True)
-    return sorted(os.path.relpath(f, REPO_ROOT) for f in files)
-
-
-def closest_config_files(path: str, n: int = 3) -> List[str]:
-    """Up to ``n`` config files under configs/ (paths relative to the repository) closest to ``path``."""
-    candidates = _config_candidates()
-    wanted = os.path.normpath(path)
-    if os.path.isabs(wanted):
-        wanted = os.path.relpath(wanted, REPO_ROOT)
-    close = difflib.get_close_matches(wanted, candidates, n=n, cutoff=0.0)
-    # Files with the same name in another folder are close whatever their folder is.
-    same_name = [c for c in candidates if os.path.basename(c) == os.path.basename(wanted) and c not in close]
-    return (same_name + close)[:n]
-
-
 def resolve_config_path(path: str, what: str = "config file") -> str:
-    """The absolute path of ``path``, looked up in the working directory, then in the repository.
+    """The absolute path of ``path``: a file that exists (relative to the working directory or
+    absolute), else a model-zoo name such as ``"shapes/retinanet_R_18_FPN.yaml"`` (see
+    ``retinadet.model_zoo``; ``configs/shapes/...`` is taken as the same name).
 
-    Raises ExperimentInputError naming the closest files under configs/ when neither exists."""
-    for candidate in (path, os.path.join(REPO_ROOT, path)):
-        if os.path.isfile(candidate):
-            return os.path.abspath(candidate)
-    close = closest_config_files(path)
-    hint = f" Closest existing config files: {', '.join(close)}." if close else ""
-    places = sorted({os.getcwd(), REPO_ROOT}) if not os.path.isabs(path) else []
-    looked = f" (looked in {' and '.join(places)})" if places else ""
-    raise ExperimentInputError(f"{what} {path!r} does not exist{looked}.{hint}")
+    Raises ExperimentInputError naming ``what``, ``path``, where it looked and the closest model-zoo
+    names when it is neither."""
+    try:
+        return model_zoo.resolve_config(path, what=what)
+    except model_zoo.ConfigNotFoundError as e:
+        raise ExperimentInputError(str(e)) from e
+    except FileNotFoundError as e:  # no model zoo at all (a package built without its configs)
+        raise ExperimentInputError(f"{what} {path!r} does not exist in the working directory {os.getcwd()}, "
+                                   f"and {e}") from e
+
+
+def model_zoo_config_path(name: str, what: str = "config") -> str:
+    """The absolute path of the model-zoo config ``name`` (presets name their configs this way, so a
+    file of the same name in the working directory does not replace them). ExperimentInputError
+    naming ``what``, ``name``, the folder searched and the closest name when there is none."""
+    try:
+        return model_zoo.get_config_file(name)
+    except FileNotFoundError as e:
+        raise ExperimentInputError(f"{what}: {e}") from e
 
 
 def format_value(value: Any) -> str:

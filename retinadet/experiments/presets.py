@@ -1,5 +1,6 @@
-"""The experiments' presets, as data: config pairs for tools/compare.py and ablation tables for
-tools/ablate.py (the focal-loss paper's Table 1, Lin et al. 2017)."""
+"""The experiments' presets, as data: config pairs for compare (``retinadet.experiments.compare``) and
+ablation tables for ablate (the focal-loss paper's Table 1, Lin et al. 2017). Configs are model-zoo
+names (``retinadet.model_zoo``), found in a checkout and in an installed package alike."""
 import dataclasses
 import difflib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -18,10 +19,10 @@ __all__ = [
     "select_tables",
 ]
 
-# tools/compare.py --preset NAME: the configs compared, paths relative to the repository.
+# compare --preset NAME: the configs compared, model-zoo names (retinadet.model_zoo.get_config_file).
 COMPARE_PRESETS: Dict[str, Tuple[str, ...]] = {
     # One-stage vs two-stage on the embedded shapes data set.
-    "two-stage": ("configs/shapes/retinanet_R_18_FPN.yaml", "configs/shapes/faster_rcnn_R_18_FPN.yaml"),
+    "two-stage": ("shapes/retinanet_R_18_FPN.yaml", "shapes/faster_rcnn_R_18_FPN.yaml"),
 }
 
 
@@ -48,19 +49,19 @@ class AblationTable:
 
 @dataclasses.dataclass(frozen=True)
 class AblationPreset:
-    """A set of ablation tables trained from ``base_config`` (relative to the repository).
+    """A set of ablation tables trained from ``base_config`` (a model-zoo name).
     ``reference``: the overrides of the reference setting every row starts from, so that one
-    setting appearing in several tables is one run. ``plots``: the pictures tools/ablate.py draws
+    setting appearing in several tables is one run. ``plots``: the pictures ablate draws
     ("ap_vs_gamma" from table "a", "focal_loss_curve"). ``pretrain_config``: a run made before the
     rows, whose trained ResNet every row loads (MODEL.BACKBONE.WEIGHTS), as the paper's rows all
-    start from one ImageNet ResNet."""
+    start from one ImageNet ResNet (a model-zoo name)."""
 
     name: str
     description: str
     base_config: str
     reference: Dict[str, Any]
     tables: Tuple[AblationTable, ...]
-    # Pictures tools/ablate.py draws: "ap_vs_gamma" (needs table "a") and "focal_loss_curve".
+    # Pictures ablate draws: "ap_vs_gamma" (needs table "a") and "focal_loss_curve".
     plots: Tuple[str, ...] = ()
     # Config of one run made first, whose trained backbone every row starts from (None: from scratch).
     pretrain_config: Optional[str] = None
@@ -146,11 +147,11 @@ ABLATION_PRESETS: Dict[str, AblationPreset] = {
     "focal": AblationPreset(
         name="focal",
         description="Focal loss ablations of Lin et al. 2017, Table 1, with RetinaNet on the embedded shapes set.",
-        base_config="configs/shapes/retinanet_R_18_ablation.yaml",
+        base_config="shapes/retinanet_R_18_ablation.yaml",
         reference=_FOCAL_REFERENCE,
         tables=_FOCAL_TABLES,
         plots=("ap_vs_gamma", "focal_loss_curve"),
-        pretrain_config="configs/shapes/retinanet_R_18_FPN.yaml",
+        pretrain_config="shapes/retinanet_R_18_FPN.yaml",
     ),
 }
 

@@ -2,11 +2,12 @@
 whose trained ResNet every row then starts from (MODEL.BACKBONE.WEIGHTS), as every row of the paper's
 Table 1 starts from the same ImageNet ResNet; the rows' FPN and heads start from scratch."""
 import os
-import tempfile
 from typing import Dict
 
 import torch
 from torch import Tensor
+
+from retinadet.utils.file_io import atomic_save
 
 __all__ = ["BACKBONE_FILE", "backbone_state_dict", "export_backbone_weights"]
 
@@ -41,14 +42,7 @@ def export_backbone_weights(run_dir: str) -> str:
     final = os.path.join(run_dir, "model_final.pth")
     if not os.path.isfile(final):
         raise FileNotFoundError(f"The pretraining run {run_dir} has no model_final.pth; it did not finish.")
+    # Tensors and plain containers only: a checkpoint is data, never code to run.
     weights = backbone_state_dict(torch.load(final, map_location="cpu", weights_only=True))
-    fd, tmp = tempfile.mkstemp(prefix=".backbone.", suffix=".pth", dir=run_dir)
-    os.close(fd)
-    try:
-        torch.save(weights, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_save(path, lambda f: torch.save(weights, f))
     return path

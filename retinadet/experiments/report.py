@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from retinadet.utils.file_io import atomic_save
+
 from .outputs import METRIC_NAMES
 from .presets import AblationTable
 from .runner import DIVERGED, OK, RunRecord
@@ -20,6 +22,7 @@ __all__ = [
     "focal_loss_curves",
     "markdown_table",
     "result_cell",
+    "save_figure",
     "speed_accuracy_plot",
 ]
 
@@ -33,6 +36,17 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: str, dpi: int = 100) -> str:
+    """Lay out the matplotlib figure ``fig``, write it to ``path`` as a PNG of ``dpi`` dots per inch
+    (atomically: a reader sees the old picture or the whole new one) and close it. Returns ``path``."""
+    try:
+        fig.tight_layout()
+        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        _pyplot().close(fig)
+    return path
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -154,9 +168,7 @@ def speed_accuracy_plot(records: Sequence[RunRecord], path: str, title: str = "S
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.margins(0.2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return drawn
 
 
@@ -268,9 +280,7 @@ def ap_vs_gamma_plot(table: AblationTable, records: Sequence[CellRuns], path: st
     ax.grid(True, alpha=0.3)
     if by_alpha:
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return drawn
 
 
@@ -308,7 +318,5 @@ def focal_loss_curve_plot(path: str, gammas: Sequence[float] = FOCAL_CURVE_GAMMA
     ax.set_ylabel("loss")
     ax.set_title("Focal loss FL(p_t) = -(1 - p_t)^gamma log(p_t)", fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return curves

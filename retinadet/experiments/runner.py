@@ -1,5 +1,6 @@
-"""Running one config (with overrides) as a ``tools/train_net.py`` subprocess and recording what it
-gave: final COCO metrics, training speed, inference time, peak memory, or how it diverged or failed.
+"""Running one config (with overrides) as a ``python -m retinadet.engine.train_net`` subprocess and
+recording what it gave: final COCO metrics, training speed, inference time, peak memory, or how it
+diverged or failed. The child runs the same interpreter and imports the same retinadet as this process.
 
 Each run gets the folder ``<output root>/<name>-<hash>``, the hash being that of the merged config
 (``configs.config_hash``). The folder holds the run's OUTPUT_DIR files, ``console.txt`` (its stdout
@@ -17,14 +18,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import retinadet
+from retinadet.utils.file_io import atomic_write_json
 from retinadet.utils.writers import read_metrics
 
 from . import outputs
-from .configs import REPO_ROOT, config_hash, load_config
+from .configs import config_hash, load_config
 
 __all__ = [
     "CONSOLE_FILE",
@@ -35,17 +37,20 @@ __all__ = [
     "RECORD_FILE",
     "RunRecord",
     "RunSpec",
-    "TRAIN_SCRIPT",
+    "TRAIN_MODULE",
+    "child_env",
     "describe",
     "plan_run",
     "run_all",
     "run_one",
     "summarize_run",
+    "train_command",
 ]
 
 logger = logging.getLogger("retinadet.experiments")
 
-TRAIN_SCRIPT = os.path.join(REPO_ROOT, "tools", "train_net.py")
+# The training entry point the runs start: `python -m retinadet.engine.train_net`.
+TRAIN_MODULE = "retinadet.engine.train_net"
 RECORD_FILE = "run.json"
 CONSOLE_FILE = "console.txt"
 _LOG_TAIL_LINES = 40
@@ -176,7 +181,7 @@ def summarize_run(planned: PlannedRun, returncode: int, console: str, wall_s: fl
             record.message = f"loss became non-finite at iteration {record.diverged_at}"
         else:
             record.status = FAILED
-            record.message = f"tools/train_net.py exited with status {returncode}"
+            record.message = f"training ({TRAIN_MODULE}) exited with status {returncode}"
             record.log_tail = _tail(console)
         return record
 
@@ -213,27 +218,34 @@ def _load_record(planned: PlannedRun) -> Optional[RunRecord]:
 
 
 def _save_record(record: RunRecord) -> None:
-    path = os.path.join(record.output_dir, RECORD_FILE)
-    fd, tmp = tempfile.mkstemp(prefix=".run.", suffix=".json", dir=record.output_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record.to_dict(), f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_write_json(os.path.join(record.output_dir, RECORD_FILE), record.to_dict(), indent=1, sort_keys=True)
 
 
-def _child_env() -> Dict[str, str]:
+def train_command() -> List[str]:
+    """The command that trains one run, before its arguments: this interpreter, ``-m retinadet.engine.train_net``."""
+    return [sys.executable, "-m", TRAIN_MODULE]
+
+
+def child_env(cwd: Optional[str] = None) -> Dict[str, str]:
+    """The environment of a training child run in ``cwd`` (default: the working directory): this
+    process's, unbuffered. ``python -m`` puts the child's working directory first on its sys.path;
+    when that folder holds another ``retinadet`` package than the one running here (a checkout next
+    to an installed copy), PYTHONSAFEPATH=1 leaves it off, so the child imports this retinadet."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # tools/train_net.py imports retinadet: make this checkout importable even when it is not installed.
-    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    here = os.path.dirname(os.path.dirname(os.path.realpath(retinadet.__file__)))
+    there = os.path.realpath(cwd or os.getcwd())
+    if here != there and os.path.isfile(os.path.join(there, "retinadet", "__init__.py")):
+        env["PYTHONSAFEPATH"] = "1"
     return env
 
 
-def run_one(planned: PlannedRun, reuse: bool = True, train_script: str = TRAIN_SCRIPT,
-            python: str = sys.executable, cwd: Optional[str] = None) -> RunRecord:
-    """Train and evaluate ``planned`` with ``python train_script --config-file C <overrides>
-    OUTPUT_DIR <its folder>`` (run in ``cwd``, default the current directory) and return its record,
-    also written to ``run.json`` in the folder. With ``reuse``, a finished ("ok" or "diverged")
-    record of the same hash is returned without training. An interrupt (KeyboardInterrupt) stops
-    the child and propagates, leaving no record."""
+def run_one(planned: PlannedRun, reuse: bool = True, command: Optional[Sequence[str]] = None,
+            cwd: Optional[str] = None) -> RunRecord:
+    """Train and evaluate ``planned`` with ``<command> --config-file C <overrides> OUTPUT_DIR <its
+    folder>`` (``command`` default ``train_command()``; run in ``cwd``, default the working directory)
+    and return its record, also written to ``run.json`` in the folder. With ``reuse``, a finished
+    ("ok" or "diverged") record of the same hash is returned without training. An interrupt
+    (KeyboardInterrupt) stops the child and propagates, leaving no record."""
     if reuse:
         record = _load_record(planned)
         if record is not None:
@@ -243,14 +255,16 @@ def run_one(planned: PlannedRun, reuse: bool = True, train_script: str = TRAIN_S
         shutil.rmtree(planned.output_dir)
     os.makedirs(planned.output_dir)
     spec = planned.spec
-    command = [python, train_script, "--config-file", spec.config_file, *spec.overrides, "OUTPUT_DIR", planned.output_dir]
+    argv = [*(command or train_command()), "--config-file", spec.config_file, *spec.overrides,
+            "OUTPUT_DIR", planned.output_dir]
     console_path = os.path.join(planned.output_dir, CONSOLE_FILE)
     start = time.perf_counter()
+    # The child's live output, streamed as it comes (a log, not a result: not written atomically).
     with open(console_path, "w") as console:
-        console.write("$ " + " ".join(command) + "\n")
+        console.write("$ " + " ".join(argv) + "\n")
         console.flush()
         # Its own session: a Ctrl-C reaches this process only, which then stops the child.
-        proc = subprocess.Popen(command, stdout=console, stderr=subprocess.STDOUT, cwd=cwd, env=_child_env(),
+        proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, cwd=cwd, env=child_env(cwd),
                                 start_new_session=True)
         try:
             returncode = proc.wait()

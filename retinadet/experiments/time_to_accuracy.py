@@ -13,8 +13,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from retinadet.engine.hooks import EvalHook, flatten_results
 from retinadet.engine.train_loop import HookBase
+from retinadet.utils.file_io import atomic_write_json
 
-from .cli import write_json
+from .report import save_figure
 
 __all__ = ["TimedEvaluation", "plot_time_to_accuracy", "run_time_to_accuracy", "markdown_table"]
 
@@ -107,12 +108,7 @@ def plot_time_to_accuracy(points: Sequence[Dict[str, Any]], png_path: str, title
     ax.legend(loc="lower right")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    tmp = f"{png_path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, png_path)
-    return png_path
+    return save_figure(fig, png_path)
 
 
 def markdown_table(points: Sequence[Dict[str, Any]]) -> str:
@@ -155,7 +151,7 @@ def run_time_to_accuracy(cfg: Any, interval_minutes: float, budget_minutes: Opti
     report = {"config_file": config_file, "setup_seconds": setup_seconds, "points": points}
     json_path = os.path.join(cfg.OUTPUT_DIR, "time_to_accuracy.json")
     png_path = os.path.join(cfg.OUTPUT_DIR, "time_to_accuracy.png")
-    write_json(json_path, report)
+    atomic_write_json(json_path, report, indent=1)
     title = f"{os.path.basename(config_file) or 'config'}: setup {setup_seconds:.0f} s before minute 0"
     plot_time_to_accuracy(points, png_path, title)
     report.update(json=json_path, png=png_path)

@@ -4,28 +4,42 @@ import os
 import pytest
 
 from retinadet.experiments.configs import (
-    REPO_ROOT,
     ExperimentInputError,
     check_same_datasets,
     config_hash,
     format_value,
     load_config,
+    model_zoo_config_path,
     overrides_from_dict,
     resolve_config_path,
     schedule_overrides,
 )
+from retinadet.model_zoo import config_root
 
-TINY = os.path.join(REPO_ROOT, "configs", "quick", "retinanet_R_18_shapes_tiny.yaml")
-SHAPES = os.path.join(REPO_ROOT, "configs", "shapes", "retinanet_R_18_FPN.yaml")
+TINY = os.path.join(config_root(), "quick", "retinanet_R_18_shapes_tiny.yaml")
+SHAPES = os.path.join(config_root(), "shapes", "retinanet_R_18_FPN.yaml")
+TINY_NAME = "retinanet_R_18_shapes_tiny.yaml"
 
 
-def test_resolve_finds_repository_paths_and_names_the_closest_files():
+def test_resolve_takes_paths_then_model_zoo_names_and_names_the_closest_files(tmp_path, monkeypatch):
+    assert resolve_config_path(TINY) == TINY
+    assert resolve_config_path("quick/retinanet_R_18_shapes_tiny.yaml") == TINY
+    assert model_zoo_config_path("quick/retinanet_R_18_shapes_tiny.yaml") == TINY
+    monkeypatch.chdir(tmp_path)
+    # The repository's spelling, configs/..., is the model-zoo name from any folder.
     assert resolve_config_path("configs/quick/retinanet_R_18_shapes_tiny.yaml") == TINY
+    # A file in the working directory wins over the model zoo.
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "retinanet_R_18_shapes_tiny.yaml").write_text(f'_BASE_: "{TINY}"\n')
+    assert resolve_config_path("quick/retinanet_R_18_shapes_tiny.yaml") == str(tmp_path / "quick" / TINY_NAME)
     with pytest.raises(ExperimentInputError) as info:
-        resolve_config_path("configs/quick/retinanet_R18_shapes_tiny.yaml")
+        resolve_config_path("configs/quick/retinanet_R18_shapes_tiny.yaml", what="--base-config")
     message = str(info.value)
-    assert "'configs/quick/retinanet_R18_shapes_tiny.yaml' does not exist" in message
-    assert "configs/quick/retinanet_R_18_shapes_tiny.yaml" in message.split("Closest existing config files:")[1]
+    assert "--base-config 'configs/quick/retinanet_R18_shapes_tiny.yaml' does not exist" in message
+    assert f"(looked in the working directory {tmp_path} and the model zoo {config_root()})" in message
+    assert "quick/retinanet_R_18_shapes_tiny.yaml" in message.split("Closest existing config files:")[1]
+    with pytest.raises(ExperimentInputError, match="base config of preset 'x': 'quick/none.yaml' is not a model-zoo"):
+        model_zoo_config_path("quick/none.yaml", what="base config of preset 'x'")
 
 
 def test_unknown_override_key_surfaces_the_config_systems_suggestion():

@@ -26,6 +26,7 @@ from retinadet.experiments.report import (
     speed_accuracy_plot,
 )
 from retinadet.experiments.runner import RunRecord
+from retinadet.model_zoo import get_config_file
 
 
 def _record(name, status="ok", ap=30.0, diverged_at=None, **kw):
@@ -156,8 +157,11 @@ def test_unknown_preset_lists_presets_and_the_closest():
     with pytest.raises(ExperimentInputError) as info:
         get_preset("two-stge", COMPARE_PRESETS)
     assert "Unknown preset 'two-stge'; presets: two-stage. Did you mean 'two-stage'?" == str(info.value)
-    assert COMPARE_PRESETS["two-stage"] == ("configs/shapes/retinanet_R_18_FPN.yaml",
-                                            "configs/shapes/faster_rcnn_R_18_FPN.yaml")
+    # Model-zoo names: the configs are found installed as in a checkout.
+    assert COMPARE_PRESETS["two-stage"] == ("shapes/retinanet_R_18_FPN.yaml", "shapes/faster_rcnn_R_18_FPN.yaml")
+    assert ABLATION_PRESETS["focal"].base_config == "shapes/retinanet_R_18_ablation.yaml"
+    for name in [*COMPARE_PRESETS["two-stage"], ABLATION_PRESETS["focal"].pretrain_config]:
+        assert os.path.isfile(get_config_file(name))
 
 
 def test_seed_table_mean_and_sample_deviation():

@@ -1,27 +1,32 @@
-"""The runner: the subprocess it starts, what it records of an ok, diverged or failed run, reuse of
-finished runs and deduplication, with a stand-in training script instead of training."""
+"""The runner: the subprocess it starts (python -m retinadet.engine.train_net, with this interpreter and
+this retinadet), what it records of an ok, diverged or failed run, reuse of finished runs and
+deduplication, with a stand-in training script instead of training."""
 import json
 import math
 import os
+import sys
 import textwrap
 
 import pytest
 
-from retinadet.experiments.configs import REPO_ROOT
+import retinadet
 from retinadet.experiments.runner import (
     CONSOLE_FILE,
     RECORD_FILE,
     RunRecord,
     RunSpec,
+    child_env,
     plan_run,
     run_all,
     run_one,
     summarize_run,
+    train_command,
 )
+from retinadet.model_zoo import get_config_file
 
-TINY = os.path.join(REPO_ROOT, "configs", "quick", "retinanet_R_18_shapes_tiny.yaml")
+TINY = get_config_file("quick/retinanet_R_18_shapes_tiny.yaml")
 
-# Behaves like tools/train_net.py as far as the runner can tell: writes metrics.json into OUTPUT_DIR
+# Behaves like python -m retinadet.engine.train_net as far as the runner can tell: writes metrics.json into OUTPUT_DIR
 # and prints log lines. MODE (from the environment) picks the ending; every call is counted.
 FAKE_TRAIN = textwrap.dedent(
     """
@@ -61,7 +66,7 @@ def fake(tmp_path, monkeypatch):
     def count():
         return len(calls.read_text().splitlines())
 
-    return {"script": str(script), "count": count, "calls": calls, "root": str(tmp_path / "runs")}
+    return {"command": [sys.executable, str(script)], "count": count, "calls": calls, "root": str(tmp_path / "runs")}
 
 
 def _plan(root, name="tiny", overrides=("SOLVER.BASE_LR", "0.02")):
@@ -72,7 +77,7 @@ def test_ok_run_records_metrics_speed_time_and_memory_and_is_reused(fake, monkey
     monkeypatch.setenv("MODE", "ok")
     planned = _plan(fake["root"])
     assert os.path.basename(planned.output_dir) == f"tiny-{planned.hash}"
-    record = run_one(planned, train_script=fake["script"])
+    record = run_one(planned, command=fake["command"])
     assert record.status == "ok" and record.returncode == 0 and not record.reused
     assert record.metrics["AP"] == 12.5 and record.metrics["AP50"] == 30.0 and math.isnan(record.metrics["APl"])
     assert record.train_its == pytest.approx(4.0)  # step 5 only: 0.25 s
@@ -83,42 +88,42 @@ def test_ok_run_records_metrics_speed_time_and_memory_and_is_reused(fake, monkey
     assert args == ["--config-file", TINY, "SOLVER.BASE_LR", "0.02", "OUTPUT_DIR", planned.output_dir]
     assert os.path.exists(os.path.join(planned.output_dir, CONSOLE_FILE))
 
-    again = run_one(_plan(fake["root"]), train_script=fake["script"])
+    again = run_one(_plan(fake["root"]), command=fake["command"])
     assert fake["count"]() == 1 and again.reused and again.metrics["AP"] == 12.5
-    forced = run_one(_plan(fake["root"]), reuse=False, train_script=fake["script"])
+    forced = run_one(_plan(fake["root"]), reuse=False, command=fake["command"])
     assert fake["count"]() == 2 and not forced.reused
 
 
 def test_nonfinite_loss_is_diverged_with_its_iteration_and_kept(fake, monkeypatch):
     monkeypatch.setenv("MODE", "diverge")
-    record = run_one(_plan(fake["root"]), train_script=fake["script"])
+    record = run_one(_plan(fake["root"]), command=fake["command"])
     assert record.status == "diverged" and record.diverged_at == 4 and record.returncode == 1
     assert record.metrics == {} and record.log_tail == ""
-    assert run_one(_plan(fake["root"]), train_script=fake["script"]).reused
+    assert run_one(_plan(fake["root"]), command=fake["command"]).reused
     assert fake["count"]() == 1
 
 
 def test_nan_final_ap_is_diverged(fake, monkeypatch):
     monkeypatch.setenv("MODE", "nan_ap")
-    record = run_one(_plan(fake["root"]), train_script=fake["script"])
+    record = run_one(_plan(fake["root"]), command=fake["command"])
     assert record.status == "diverged" and record.diverged_at is None and record.message == "final AP is NaN"
 
 
 def test_other_failures_keep_the_log_tail_and_run_again(fake, monkeypatch):
     monkeypatch.setenv("MODE", "crash")
     planned = _plan(fake["root"])
-    record = run_one(planned, train_script=fake["script"])
+    record = run_one(planned, command=fake["command"])
     assert record.status == "failed" and record.returncode == 1
     assert "RuntimeError: something else broke" in record.log_tail
     assert json.load(open(os.path.join(planned.output_dir, RECORD_FILE)))["status"] == "failed"
     monkeypatch.setenv("MODE", "ok")
-    record = run_one(_plan(fake["root"]), train_script=fake["script"])
+    record = run_one(_plan(fake["root"]), command=fake["command"])
     assert fake["count"]() == 2 and record.status == "ok"
 
 
 def test_a_run_without_its_evaluation_fails(fake, monkeypatch):
     monkeypatch.setenv("MODE", "no_eval")
-    record = run_one(_plan(fake["root"]), train_script=fake["script"])
+    record = run_one(_plan(fake["root"]), command=fake["command"])
     assert record.status == "failed" and "no evaluation results" in record.message
 
 
@@ -138,7 +143,7 @@ def test_run_all_trains_each_config_once_and_names_every_row(fake, monkeypatch):
     c = _plan(fake["root"], "third", ("MODEL.CLS_LOSS.GAMMA", "1.0"))
     assert a.hash == b.hash != c.hash
     lines = []
-    records = run_all([a, b, c], train_script=fake["script"], progress=lines.append)
+    records = run_all([a, b, c], command=fake["command"], progress=lines.append)
     assert fake["count"]() == 2
     assert [r.name for r in records] == ["first", "second", "third"]
     assert records[0].output_dir == records[1].output_dir
@@ -146,7 +151,7 @@ def test_run_all_trains_each_config_once_and_names_every_row(fake, monkeypatch):
     # A new plan of the same config finds the first folder whatever its name.
     assert _plan(fake["root"], "renamed", ("MODEL.CLS_LOSS.GAMMA", "2.0")).output_dir == a.output_dir
     lines.clear()
-    run_all([c], train_script=fake["script"], progress=lines.append)
+    run_all([c], command=fake["command"], progress=lines.append)
     assert fake["count"]() == 2 and len(lines) == 1 and "third: reused, AP 12.50" in lines[0]
 
 
@@ -157,3 +162,15 @@ def test_record_round_trips_through_json():
     assert d["metrics"]["APl"] is None
     back = RunRecord.from_dict(d)
     assert back.metrics["AP"] == 1.5 and math.isnan(back.metrics["APl"]) and back.train_its == 2.0
+
+
+def test_runs_train_with_this_interpreter_and_this_retinadet(tmp_path, monkeypatch):
+    assert train_command() == [sys.executable, "-m", "retinadet.engine.train_net"]
+    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)
+    home = os.path.dirname(os.path.dirname(os.path.realpath(retinadet.__file__)))
+    assert "PYTHONSAFEPATH" not in child_env(home) and child_env(home)["PYTHONUNBUFFERED"] == "1"
+    assert "PYTHONSAFEPATH" not in child_env(str(tmp_path))  # no retinadet there: nothing to shadow
+    # A folder holding another retinadet (a second checkout): python -m would import that one first.
+    (tmp_path / "retinadet").mkdir()
+    (tmp_path / "retinadet" / "__init__.py").write_text("")
+    assert child_env(str(tmp_path))["PYTHONSAFEPATH"] == "1"

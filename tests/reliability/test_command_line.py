@@ -1,4 +1,6 @@
-"""Reliability catalogue, command-line family: bad arguments to tools/train_net.py and tools/convert_weights.py."""
+"""Reliability catalogue, command-line family: bad arguments to tools/train_net.py
+(retinadet.engine.train_net) and tools/convert_weights.py."""
+import importlib.util
 import os
 import pickle
 import re
@@ -11,13 +13,16 @@ import numpy as np
 import pytest
 import torch
 
+from retinadet.engine import train_net
 from retinadet.utils.run_lock import LOCK_FILE, OutputDirInUseError
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = str(REPO / "configs" / "quick" / "retinanet_R_18_shapes_tiny.yaml")
-sys.path.insert(0, str(REPO / "tools"))
-import convert_weights  # noqa: E402
-import train_net  # noqa: E402
+
+# tools/convert_weights.py is a script, not a package module: loaded from its file, sys.path untouched.
+_spec = importlib.util.spec_from_file_location("convert_weights", REPO / "tools" / "convert_weights.py")
+convert_weights = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(convert_weights)
 
 
 def _args(*argv):

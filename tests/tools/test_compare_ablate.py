@@ -1,18 +1,19 @@
-"""tools/compare.py and tools/ablate.py: bad input refused before any training, the ablation plan,
-and end to end on the tiny shapes splits (three 6-iteration trainings in all, one of them shared by
-both tools through the run hash)."""
+"""compare and ablate (retinadet.experiments; tools/compare.py, tools/ablate.py): bad input refused
+before any training, the ablation plan, configs as paths or model-zoo names, and end to end on the
+tiny shapes splits (three 6-iteration trainings in all, one of them shared by both tools through the
+run hash)."""
 import json
 import os
+import subprocess
 import sys
 
 import pytest
 import yaml
 
+from retinadet.experiments import ablate, compare
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = "configs/quick/retinanet_R_18_shapes_tiny.yaml"
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import ablate  # noqa: E402
-import compare  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,35 @@ def test_unknown_config_path_names_the_closest(tmp_path, capsys):
                                     "--output-dir", str(tmp_path)], capsys)
     assert code == 2
     assert "'configs/quick/retinanet_R18_shapes_tiny.yaml' does not exist" in err
-    assert "Closest existing config files: configs/quick/retinanet_R_18_shapes_tiny.yaml" in err
+    assert "Closest existing config files: quick/retinanet_R_18_shapes_tiny.yaml" in err
     assert os.listdir(tmp_path) == []
+
+
+def test_the_scripts_in_tools_run_the_package_commands(tmp_path):
+    """python tools/compare.py / tools/ablate.py as a user runs them: bad input exits 2 before training."""
+    for tool, argv in (("compare", ["--configs", "quick/nothing.yaml"]), ("ablate", ["--preset", "focl"])):
+        proc = subprocess.run([sys.executable, os.path.join("tools", f"{tool}.py"), *argv, "--output-dir",
+                               str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and ("'quick/nothing.yaml' does not exist" in proc.stderr
+                                                      or "Unknown preset 'focl'" in proc.stderr)
+    assert os.listdir(tmp_path) == []
+
+
+def test_configs_are_paths_or_model_zoo_names_from_any_folder(tmp_path, data_root, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the checkout: configs/... is no path here
+    local = tmp_path / "mine.yaml"
+    local.write_text(f'_BASE_: "{os.path.join(REPO, TINY)}"\n')
+    code, out, err = _run(compare, ["--configs", "quick/retinanet_R_18_shapes_tiny.yaml", TINY, "mine.yaml",
+                                    "--dry-run", "DATASETS.ROOT", data_root], capsys)
+    assert code == 0, err
+    zoo_file = os.path.join(REPO, TINY)
+    assert out.count(f": {zoo_file} ") == 2 and f": {local} " in out
+    code, _, err = _run(compare, ["--configs", "shapes/retinanet_R_18_FPN.yml"], capsys)
+    zoo = os.path.join(REPO, "configs")
+    assert code == 2 and f"looked in the working directory {tmp_path} and the model zoo {zoo}" in err
+    assert "Closest existing config files: shapes/retinanet_R_18_FPN.yaml" in err
+    assert os.listdir(tmp_path) == ["mine.yaml"]
 
 
 def test_different_data_sets_are_refused(tmp_path, capsys):

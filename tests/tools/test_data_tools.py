@@ -1,7 +1,7 @@
 """The data tools and the whole data path on a tiny embedded shapes set: loader -> model -> COCO AP."""
+import importlib.util
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -15,9 +15,17 @@ from retinadet.evaluation import COCOEvaluator, default_output_dir, inference_on
 from retinadet.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import demo  # noqa: E402
-import visualize_data  # noqa: E402
+
+
+def _tool(name):
+    """tools/<name>.py, a script rather than a package module, loaded from its file (sys.path untouched)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo, visualize_data = _tool("demo"), _tool("visualize_data")
 
 CONFIG = os.path.join(REPO, "configs", "shapes", "retinanet_R_18_FPN.yaml")
 TRAIN, VAL = "tools_tiny_shapes_train", "tools_tiny_shapes_val"

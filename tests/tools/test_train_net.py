@@ -12,14 +12,13 @@ import time
 import pytest
 import torch
 
+from retinadet.engine import train_net
 from retinadet.utils.writers import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 QUICK = os.path.join(REPO, "configs", "quick", "retinanet_R_18_shapes_tiny.yaml")
 QUICK_RCNN = os.path.join(REPO, "configs", "quick", "faster_rcnn_R_18_shapes_tiny.yaml")
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import train_net  # noqa: E402
 
 # A plug-in for the tests: a hook that saves every process's weights, and a detector whose loss turns
 # NaN on its 4th training call (iteration 3).
