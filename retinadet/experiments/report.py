@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from retinadet.utils.file_io import atomic_save
+from retinadet.utils.file_io import save_figure
 
 from .outputs import METRIC_NAMES
 from .presets import AblationTable
@@ -36,17 +36,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def save_figure(fig, path: str, dpi: int = 100) -> str:
-    """Lay out the matplotlib figure ``fig``, write it to ``path`` as a PNG of ``dpi`` dots per inch
-    (atomically: a reader sees the old picture or the whole new one) and close it. Returns ``path``."""
-    try:
-        fig.tight_layout()
-        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
-    finally:
-        _pyplot().close(fig)
-    return path
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -15,7 +15,9 @@ from typing import IO, Any, Callable, Iterator, Optional
 
 from iopath.common.file_io import PathManager as _IopathPathManager
 
-__all__ = ["PathManager", "atomic_write", "atomic_save", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "PathManager", "atomic_write", "atomic_save", "atomic_write_json", "atomic_write_text", "save_figure",
+]
 
 PathManager = _IopathPathManager()
 
@@ -115,3 +117,16 @@ def atomic_write_json(path: str, obj: Any, **dump_kwargs: Any) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (``dump_kwargs`` go to ``json.dump``)."""
     with atomic_write(path, "w") as f:
         json.dump(obj, f, **dump_kwargs)
+
+
+def save_figure(fig: Any, path: str, dpi: int = 100) -> str:
+    """Lay out the matplotlib figure ``fig``, write it to ``path`` as a PNG of ``dpi`` dots per inch
+    atomically (a reader sees the old picture or the whole new one) and close it. Returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.tight_layout()
+        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+    return path

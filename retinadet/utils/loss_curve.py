@@ -2,7 +2,7 @@
 import os
 from typing import Dict, List, Tuple
 
-from .file_io import atomic_save
+from .file_io import save_figure
 from .writers import read_metrics
 
 __all__ = ["plot_loss_curves"]
@@ -57,9 +57,4 @@ def plot_loss_curves(metrics_json: str, png_path: str) -> str:
         handles, labels = handles + h2, labels + l2
     ax.legend(handles, labels, loc="upper right", fontsize=8)
     ax.set_title(os.path.basename(os.path.dirname(os.path.abspath(metrics_json))) or "training")
-    fig.tight_layout()
-    try:
-        atomic_save(png_path, lambda f: fig.savefig(f, format="png"))
-    finally:
-        plt.close(fig)
-    return png_path
+    return save_figure(fig, png_path)

@@ -68,7 +68,6 @@ print(json.dumps({
 @pytest.fixture(scope="module")
 def disabled_run():
     env = dict(os.environ, RETINADET_DISABLE_EXT="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", _DISABLED_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
         timeout=300,
