@@ -2,9 +2,7 @@
 default hook list."""
 import argparse
 import contextlib
-import difflib
 import functools
-import glob
 import logging
 import os
 import sys
@@ -43,14 +41,16 @@ def default_argument_parser(description: Optional[str] = None) -> argparse.Argum
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "Examples:\n"
-            "  python tools/train_net.py --config-file configs/shapes/retinanet_R_18_FPN.yaml\n"
-            "  python tools/train_net.py --config-file cfg.yaml --resume      # continue OUTPUT_DIR's last checkpoint\n"
-            "  python tools/train_net.py --config-file cfg.yaml --eval-only MODEL.WEIGHTS output/model_final.pth\n"
-            "  python tools/train_net.py --config-file cfg.yaml --num-gpus 2  # 2 processes (gloo on CPU, NCCL on GPU)\n"
-            "  torchrun --nproc_per_node 2 tools/train_net.py --config-file cfg.yaml\n"
+            "  retinadet-train --config-file shapes/retinanet_R_18_FPN.yaml  # a model-zoo name, or a YAML path\n"
+            "  retinadet-train --config-file cfg.yaml --resume      # continue OUTPUT_DIR's last checkpoint\n"
+            "  retinadet-train --config-file cfg.yaml --eval-only MODEL.WEIGHTS output/model_final.pth\n"
+            "  retinadet-train --config-file cfg.yaml --num-gpus 2  # 2 processes (gloo on CPU, NCCL on GPU)\n"
+            "  torchrun --nproc_per_node 2 -m retinadet.engine.train_net --config-file cfg.yaml\n"
+            "(retinadet-train, python -m retinadet.engine.train_net and python tools/train_net.py are the same.)\n"
         ),
     )
-    parser.add_argument("--config-file", default="", metavar="FILE", help="path to the YAML config")
+    parser.add_argument("--config-file", default="", metavar="FILE",
+                        help="path to the YAML config, or a model-zoo name such as shapes/retinanet_R_18_FPN.yaml")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in OUTPUT_DIR (from scratch, with a warning, if none)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS on DATASETS.TEST and exit")
@@ -65,17 +65,20 @@ def default_argument_parser(description: Optional[str] = None) -> argparse.Argum
     return parser
 
 
-def _check_config_file(path: str) -> None:
+def _config_file(path: str) -> str:
+    """The file ``--config-file`` names: a path that exists, else a model-zoo name
+    (``shapes/retinanet_R_18_FPN.yaml``, retinadet.model_zoo). SystemExit with the closest names otherwise."""
+    from .. import model_zoo
+
     if not path:
         raise SystemExit(
-            "error: --config-file is required, e.g. --config-file configs/shapes/retinanet_R_18_FPN.yaml "
-            "(see configs/ for the others)."
+            "error: --config-file is required, e.g. --config-file shapes/retinanet_R_18_FPN.yaml (a model-zoo "
+            "name; retinadet.model_zoo.list_config_files() lists them) or a path to a YAML file."
         )
-    if not os.path.isfile(path):
-        candidates = glob.glob(os.path.join("configs", "**", "*.yaml"), recursive=True)
-        close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.0)
-        hint = f" Closest config under configs/: {close[0]}." if close else ""
-        raise SystemExit(f"error: --config-file {path!r} does not exist (cwd: {os.getcwd()}).{hint}")
+    try:
+        return model_zoo.resolve_config(path, what="--config-file")
+    except model_zoo.ConfigNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def apply_batch_size_scaling(cfg: CfgNode) -> CfgNode:
@@ -150,7 +153,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     """``get_cfg()`` <- ``--config-file`` <- the ``KEY VALUE`` overrides <- the linear scaling rule,
     checked, frozen, then ``default_setup``. Exits with a message for a missing or unknown config
     file; raises FileNotFoundError for a MODEL.WEIGHTS that does not exist."""
-    _check_config_file(args.config_file)
+    args.config_file = _config_file(args.config_file)
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(args.opts or []))

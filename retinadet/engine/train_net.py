@@ -12,11 +12,9 @@ pictures/ (with TEST.VIS_IMAGES > 0). Exit status: 0 when done, 130 when stopped
 saving a checkpoint), 1 when training failed, 2 on bad input (unknown flag, missing config file).
 """
 import argparse
-import os
 import sys
 from typing import List, Optional
 
-from retinadet import model_zoo
 from retinadet.checkpoint.checkpointer import DetectionCheckpointer
 from retinadet.engine import DefaultTrainer, default_argument_parser, launch, setup
 
@@ -26,22 +24,10 @@ __all__ = ["INTERRUPTED_EXIT_CODE", "invoke_main", "main"]
 INTERRUPTED_EXIT_CODE = 130
 
 
-def _config_file(path: str) -> str:
-    """``path`` when it is empty or a file; else the model-zoo config of that name when there is one;
-    else ``path`` unchanged, for ``setup`` to refuse with its message."""
-    if not path or os.path.isfile(path):
-        return path
-    try:
-        return model_zoo.resolve_config(path, what="--config-file")
-    except FileNotFoundError:
-        return path
-
-
 def main(args: argparse.Namespace):
     """Train (or with ``args.eval_only`` evaluate) the config of parsed ``args`` in this process.
     Returns the evaluation results ({task: {metric: value}}); raises SystemExit(130) when training was
     stopped by Ctrl-C, ValueError for --eval-only without weights to evaluate."""
-    args.config_file = _config_file(args.config_file)
     cfg = setup(args)
     if args.eval_only:
         model = DefaultTrainer.build_model(cfg)

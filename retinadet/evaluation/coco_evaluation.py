@@ -2,7 +2,6 @@
 import contextlib
 import io
 import itertools
-import json
 import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple

@@ -3,7 +3,6 @@ import os
 import re
 
 import pytest
-import yaml
 
 from retinadet.config import get_cfg
 from retinadet.config import defaults as defaults_module

@@ -1,6 +1,5 @@
 """Time to accuracy: evaluations at training-clock points (evaluation time excluded), the budget stop,
 the table and the picture."""
-import json
 import os
 
 import pytest

@@ -51,8 +51,8 @@ def test_eval_only_resume_without_a_checkpoint_is_refused(tmp_path):
 def test_missing_config_file_is_named_with_the_closest_config(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(SystemExit, match=r"error: --config-file 'configs/quick/retinanet_R_18_shapes_tiyn\.yaml' does "
-                                         r"not exist .* Closest config under configs/: "
-                                         r"configs/quick/retinanet_R_18_shapes_tiny\.yaml"):
+                                         r"not exist \(looked in the working directory .* and the model zoo .*\)\. Closest existing "
+                                         r"config files: quick/retinanet_R_18_shapes_tiny\.yaml"):
         train_net.main(_args("--config-file", "configs/quick/retinanet_R_18_shapes_tiyn.yaml"))
 
 

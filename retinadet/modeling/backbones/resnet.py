@@ -3,7 +3,6 @@ import logging
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from ...config import CfgNode

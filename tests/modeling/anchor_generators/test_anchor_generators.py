@@ -7,7 +7,7 @@ from torchvision.models.detection.image_list import ImageList as TVImageList
 from torchvision.models.detection.retinanet import _default_anchorgen
 
 from retinadet.config import get_cfg
-from retinadet.modeling.anchor_generators import DefaultAnchorGenerator, TorchvisionAnchorGenerator
+from retinadet.modeling.anchor_generators import DefaultAnchorGenerator
 from retinadet.modeling.build import build
 from retinadet.modeling.shape_spec import ShapeSpec
 from retinadet.registry import ANCHOR_GENERATOR_REGISTRY
