@@ -1,5 +1,6 @@
-"""RetinaNet inference: per-level top-k, decode, class-aware NMS, rescale to the requested size."""
-from typing import Dict, List, Tuple
+"""Detector inference: RetinaNet's per-level top-k, decode and class-aware NMS; detections of any
+detector rescaled to the size each input requests."""
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -7,7 +8,7 @@ from torch import Tensor
 from ... import ops
 from ...structures import clip_boxes, scale_boxes
 
-__all__ = ["detections_per_image", "rescale_detections"]
+__all__ = ["dense_detections", "rescale_detections", "rescale_to_inputs"]
 
 
 def _candidates_per_level(
@@ -34,7 +35,7 @@ def _candidates_per_level(
     return boxes, scores, labels
 
 
-def detections_per_image(
+def dense_detections(
     logits_per_level: List[Tensor],
     deltas_per_level: List[Tensor],
     anchors_per_level: List[Tensor],
@@ -74,3 +75,18 @@ def rescale_detections(detections: Dict[str, Tensor], input_size: Tuple[int, int
     out = dict(detections)
     out["boxes"] = clip_boxes(scale_boxes(detections["boxes"], scale_x, scale_y), (height, width))
     return out
+
+
+def rescale_to_inputs(
+    detections: List[Dict[str, Tensor]], image_sizes: Sequence[Tuple[int, int]], batched_inputs: Optional[Sequence[Dict]]
+) -> List[Dict[str, Tensor]]:
+    """Each image's detections ({"boxes" (D, 4) xyxy, ...} in its ``image_sizes[i]`` (h, w) frame),
+    rescaled to ``batched_inputs[i]``'s "height" x "width" when it gives them (unchanged otherwise,
+    or when ``batched_inputs`` is None)."""
+    results = []
+    for i, (det, image_size) in enumerate(zip(detections, image_sizes)):
+        item = batched_inputs[i] if batched_inputs is not None else {}
+        if "height" in item and "width" in item:
+            det = rescale_detections(det, image_size, (int(item["height"]), int(item["width"])))
+        results.append(det)
+    return results

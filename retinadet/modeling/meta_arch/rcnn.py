@@ -1,26 +1,20 @@
 """Faster R-CNN with FPN (Ren et al. 2015; Lin et al. 2017): backbone, neck, proposals, region heads."""
 from typing import Dict, List, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 
-from ...registry import (
-    BACKBONE_REGISTRY,
-    META_ARCH_REGISTRY,
-    NECK_REGISTRY,
-    PROPOSAL_GENERATOR_REGISTRY,
-    ROI_HEAD_REGISTRY,
-)
+from ...registry import META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY, ROI_HEAD_REGISTRY
 from ...structures import ImageList
 from ..build import build
-from .input_checks import check_pixel_normalisation, check_targets, normalize_and_pad
-from .postprocess import rescale_detections
+from ..shape_spec import ShapeSpec
+from .base import DetectorBase
+from .input_checks import check_targets
 
 __all__ = ["GeneralizedRCNN"]
 
 
 @META_ARCH_REGISTRY.register()
-class GeneralizedRCNN(nn.Module):
+class GeneralizedRCNN(DetectorBase):
     """Two-stage detector: a proposal generator (RPN) then region heads on the same pyramid.
 
     Input: list of dicts, one per image, with "image" (3, H, W) in 0-255 in the configured channel
@@ -28,20 +22,16 @@ class GeneralizedRCNN(nn.Module):
     optional "height" and "width" give the size to report detections in. Training returns the
     proposal generator's losses ("loss_rpn_cls", "loss_rpn_loc") merged with the region heads'
     ("loss_cls", "loss_box_reg"); inference returns [{"boxes" (D, 4) xyxy, "scores" (D,),
-    "labels" (D,) int64}] per image.
+    "labels" (D,) int64}] per image. Both stages match (and sample) with the step RetinaNet uses too
+    (matchers/assignment.py).
 
     Args:
-        backbone: image (N, 3, Hp, Wp) -> dict of features; ``size_divisibility`` (default 32) sets
-            the padding of the batch.
-        neck: backbone features -> pyramid features by name.
+        backbone, neck, pixel_mean, pixel_std: see :class:`DetectorBase`.
         proposal_generator: ``(images, features, targets) -> (proposals, losses)``, e.g. RPN.
         roi_heads: ``(images, features, proposals, targets) -> (detections, losses)``.
         num_classes: K, object classes without background (to check the training labels).
-        pixel_mean, pixel_std: per-channel normalisation, 0-255 scale.
     """
 
-    # MODEL.CHANNELS_LAST sets this (modeling/compile.py): pad input batches in NHWC memory format.
-    channels_last = False
     # MODEL.COMPILE compiles these submodules' forward (shape-static dense parts, not the matching/post-processing).
     compile_targets = ("backbone", "neck")
 
@@ -56,44 +46,21 @@ class GeneralizedRCNN(nn.Module):
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
     ):
-        super().__init__()
-        check_pixel_normalisation(pixel_mean, pixel_std)
-        self.backbone = backbone
-        self.neck = neck
+        super().__init__(backbone=backbone, neck=neck, pixel_mean=pixel_mean, pixel_std=pixel_std)
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
         self.num_classes = num_classes
-        self.size_divisibility = getattr(backbone, "size_divisibility", 32)
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
-        """Build every part from its registry; the neck's output shapes go to both stages."""
-        backbone = build(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg)
-        neck = build(NECK_REGISTRY, cfg.MODEL.NECK.NAME, cfg, input_shape=backbone.output_shape())
-        neck_shape = neck.output_shape()
+    def parts_from_config(cls, cfg, neck_shape: Dict[str, ShapeSpec]) -> dict:
+        """Both stages from their registries, on the neck's output shapes; K from MODEL.ROI_HEADS."""
         return {
-            "backbone": backbone,
-            "neck": neck,
             "proposal_generator": build(
                 PROPOSAL_GENERATOR_REGISTRY, cfg.MODEL.PROPOSAL_GENERATOR.NAME, cfg, input_shape=neck_shape
             ),
             "roi_heads": build(ROI_HEAD_REGISTRY, cfg.MODEL.ROI_HEADS.NAME, cfg, input_shape=neck_shape),
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
         }
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model's parameters."""
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs: Sequence[Dict]) -> ImageList:
-        """Check, normalise ((x - mean) / std) and pad the images into an ImageList."""
-        return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
-                                 self.channels_last)
 
     def forward_features(self, images: ImageList) -> Dict[str, Tensor]:
         """Pyramid features {name: (N, C, Hi, Wi)} of a padded batch."""
@@ -115,15 +82,3 @@ class GeneralizedRCNN(nn.Module):
                 raise KeyError(f"The proposal generator and the region heads both return losses {sorted(overlap)}.")
             return {**proposal_losses, **detector_losses}
         return self.postprocess(detections, images.image_sizes, batched_inputs)
-
-    @staticmethod
-    def postprocess(
-        detections: List[Dict[str, Tensor]], image_sizes, batched_inputs: Sequence[Dict]
-    ) -> List[Dict[str, Tensor]]:
-        """Detections per image, rescaled to each input's "height" x "width" when given."""
-        results = []
-        for det, image_size, item in zip(detections, image_sizes, batched_inputs):
-            if "height" in item and "width" in item:
-                det = rescale_detections(det, image_size, (int(item["height"]), int(item["width"])))
-            results.append(det)
-        return results

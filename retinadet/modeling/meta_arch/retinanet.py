@@ -6,41 +6,42 @@ from torch import Tensor, nn
 
 from ...registry import (
     ANCHOR_GENERATOR_REGISTRY,
-    BACKBONE_REGISTRY,
     BOX_CODER_REGISTRY,
-    HEAD_REGISTRY,
     BOX_LOSS_REGISTRY,
     CLS_LOSS_REGISTRY,
+    HEAD_REGISTRY,
     MATCHER_REGISTRY,
     META_ARCH_REGISTRY,
-    NECK_REGISTRY,
     SAMPLER_REGISTRY,
 )
 from ...structures import ImageList
 from ..build import build
-from .input_checks import check_pixel_normalisation, check_targets, normalize_and_pad
-from .losses import dense_detection_losses
-from .postprocess import detections_per_image, rescale_detections
+from ..shape_spec import ShapeSpec
+from .base import DetectorBase
+from .dense_losses import dense_detection_losses
+from .input_checks import check_targets
+from .postprocess import dense_detections
 
 __all__ = ["RetinaNet"]
 
 
 @META_ARCH_REGISTRY.register()
-class RetinaNet(nn.Module):
+class RetinaNet(DetectorBase):
     """One-stage detector: every anchor of P3-P7 is classified (K sigmoids) and regressed.
 
     Input: list of dicts, one per image, with "image" (3, H, W) in 0-255 in the configured channel
-    order; training adds "boxes" (N, 4) xyxy and "labels" (N,) in [0, K); optional "height" and
-    "width" give the size to report detections in. Training returns {"loss_cls", "loss_box_reg"};
-    inference returns [{"boxes" (D, 4) xyxy, "scores" (D,), "labels" (D,)}] per image.
+    order; training adds "boxes" (N, 4) xyxy and "labels" (N,) in [0, K) (optional "crowd_boxes"
+    (C, 4) xyxy: crowd regions, whose anchors are ignored rather than background); optional "height"
+    and "width" give the size to report detections in. Training returns {"loss_cls",
+    "loss_box_reg"}; inference returns [{"boxes" (D, 4) xyxy, "scores" (D,), "labels" (D,)}] per image.
 
-    ``sampler`` (optional, samplers/): train the class loss on the anchors it samples per image
-    (e.g. 1:3 random sampling or OHEM, the paper's Table 1d) instead of on every non-ignored
-    anchor; that loss is then their mean, not divided by the foreground count.
+    Anchors are matched (and, with a ``sampler``, sampled) by the step shared with the two-stage
+    detector (matchers/assignment.py). ``sampler`` (optional, samplers/): train the class loss on the
+    anchors it samples per image (e.g. 1:3 random sampling or OHEM, the paper's Table 1d) instead of
+    on every non-ignored anchor; that loss is then their mean, not divided by the foreground count.
+    See :class:`DetectorBase` for ``backbone``, ``neck``, ``pixel_mean`` and ``pixel_std``.
     """
 
-    # MODEL.CHANNELS_LAST sets this (modeling/compile.py): pad input batches in NHWC memory format.
-    channels_last = False
     # MODEL.COMPILE compiles these submodules' forward (shape-static dense parts, not the matching/post-processing).
     compile_targets = ("backbone", "neck", "head")
 
@@ -61,46 +62,45 @@ class RetinaNet(nn.Module):
         pixel_std: Sequence[float],
         normalize_per_image: bool = False,
         loss_normalizer_momentum: float = 0.9,
+        sampler: Optional[nn.Module] = None,
         score_thresh: float = 0.05,
         topk_candidates: int = 1000,
         nms_thresh: float = 0.5,
         detections_per_image: int = 100,
-        sampler: Optional[nn.Module] = None,
     ):
-        super().__init__()
-        self.backbone = backbone
-        self.neck = neck
+        super().__init__(backbone=backbone, neck=neck, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        self.num_classes = num_classes
+        self.head_in_features = list(head_in_features)
         self.head = head
         self.anchor_generator = anchor_generator
+        # Training: anchors matched (and, with a sampler, sampled) by the shared step, then the losses.
+        if not 0.0 <= loss_normalizer_momentum < 1.0:
+            raise ValueError(f"loss_normalizer_momentum must be in [0, 1); got {loss_normalizer_momentum}.")
         self.matcher = matcher
         self.box_coder = box_coder
         self.cls_loss = cls_loss
         self.box_loss = box_loss
         self.sampler = sampler
-        self.num_classes = num_classes
-        self.head_in_features = list(head_in_features)
-        self.normalize_per_image = normalize_per_image
-        if not 0.0 <= loss_normalizer_momentum < 1.0:
-            raise ValueError(f"loss_normalizer_momentum must be in [0, 1); got {loss_normalizer_momentum}.")
-        self.loss_normalizer_momentum = loss_normalizer_momentum
-        self.score_thresh = score_thresh
-        self.topk_candidates = topk_candidates
-        self.nms_thresh = nms_thresh
-        self.max_detections_per_image = detections_per_image
-        self.size_divisibility = getattr(backbone, "size_divisibility", 32)
-        check_pixel_normalisation(pixel_mean, pixel_std)
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         # EMA of the foreground count, started at 100 as in detectron2. Training state, not weights:
         # it is not in the state dict, so converted weights load without it.
         self.register_buffer("loss_normalizer", torch.tensor(100.0), persistent=False)
+        self.normalize_per_image = normalize_per_image
+        self.loss_normalizer_momentum = loss_normalizer_momentum
+        # Inference: per level the best topk_candidates scores above score_thresh, class-aware NMS at
+        # nms_thresh, the best detections_per_image kept.
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        if min(topk_candidates, detections_per_image) < 1:
+            raise ValueError(
+                f"RetinaNet topk_candidates = {topk_candidates} and detections_per_image = {detections_per_image} "
+                "(MODEL.RETINANET.TOPK_CANDIDATES_TEST, DETECTIONS_PER_IMAGE) must both be >= 1."
+            )
+        self.topk_candidates = topk_candidates
+        self.max_detections_per_image = detections_per_image
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
-        """Build every part from its registry; shapes flow backbone -> neck -> head and anchors."""
-        backbone = build(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg)
-        neck = build(NECK_REGISTRY, cfg.MODEL.NECK.NAME, cfg, input_shape=backbone.output_shape())
-        neck_shape = neck.output_shape()
+    def parts_from_config(cls, cfg, neck_shape: Dict[str, ShapeSpec]) -> dict:
+        """Head, anchors, matching, losses and settings from cfg.MODEL; shapes flow neck -> head and anchors."""
         missing = [f for f in cfg.MODEL.HEAD.IN_FEATURES if f not in neck_shape]
         if missing:
             raise ValueError(
@@ -120,8 +120,6 @@ class RetinaNet(nn.Module):
         if rn.SAMPLER.NAME:
             sampler = build(SAMPLER_REGISTRY, rn.SAMPLER.NAME, cfg, sampler_cfg=rn.SAMPLER)
         return {
-            "backbone": backbone,
-            "neck": neck,
             "head": head,
             "anchor_generator": anchor_generator,
             "matcher": build(MATCHER_REGISTRY, cfg.MODEL.MATCHER.NAME, cfg),
@@ -130,8 +128,6 @@ class RetinaNet(nn.Module):
             "box_loss": build(BOX_LOSS_REGISTRY, cfg.MODEL.BOX_LOSS.NAME, cfg, loss_cfg=cfg.MODEL.BOX_LOSS),
             "num_classes": rn.NUM_CLASSES,
             "head_in_features": cfg.MODEL.HEAD.IN_FEATURES,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
             "normalize_per_image": rn.NORMALIZE_PER_IMAGE,
             "loss_normalizer_momentum": rn.LOSS_NORMALIZER_MOMENTUM,
             "score_thresh": rn.SCORE_THRESH_TEST,
@@ -140,16 +136,6 @@ class RetinaNet(nn.Module):
             "detections_per_image": rn.DETECTIONS_PER_IMAGE,
             "sampler": sampler,
         }
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model's parameters."""
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs: Sequence[Dict]) -> ImageList:
-        """Check, normalise ((x - mean) / std) and pad the images into an ImageList."""
-        return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
-                                 self.channels_last)
 
     def forward_features(self, images: ImageList):
         """Dense network: (logits_per_level, deltas_per_level, anchors_per_level) for a batch."""
@@ -170,11 +156,7 @@ class RetinaNet(nn.Module):
         return self.inference(logits, deltas, anchors, images.image_sizes, batched_inputs)
 
     def losses(
-        self,
-        logits: List[Tensor],
-        deltas: List[Tensor],
-        anchors: List[Tensor],
-        targets: List[Dict[str, Tensor]],
+        self, logits: List[Tensor], deltas: List[Tensor], anchors: List[Tensor], targets: List[Dict[str, Tensor]]
     ) -> Dict[str, Tensor]:
         """Focal loss on all non-ignored anchors and box loss on foreground anchors.
 
@@ -197,6 +179,7 @@ class RetinaNet(nn.Module):
 
     @torch.no_grad()
     def _update_normalizer(self, num_pos: Tensor) -> Tensor:
+        """The foreground count ``num_pos`` (at least 1), or its EMA when the momentum is > 0."""
         value = num_pos.clamp(min=1).to(self.loss_normalizer)
         m = self.loss_normalizer_momentum
         if m == 0.0:
@@ -205,15 +188,19 @@ class RetinaNet(nn.Module):
         return self.loss_normalizer.clone()
 
     def inference(self, logits, deltas, anchors, image_sizes, batched_inputs: Optional[Sequence[Dict]] = None):
-        """Detections per image, in each input's "height" x "width" frame when given."""
-        results = []
-        for i, image_size in enumerate(image_sizes):
-            det = detections_per_image(
+        """Detections per image, in each input's "height" x "width" frame when given.
+
+        Args:
+            logits, deltas: per level (N, Ri, K) and (N, Ri, 4); anchors: per level (Ri, 4) xyxy;
+            image_sizes: (h, w) of each image in the padded batch.
+        Returns:
+            per image {"boxes" (D, 4) xyxy, "scores" (D,), "labels" (D,) int64}, best score first.
+        """
+        detections = [
+            dense_detections(
                 [x[i] for x in logits], [x[i] for x in deltas], anchors, image_size, self.box_coder,
                 self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
             )
-            item = batched_inputs[i] if batched_inputs is not None else {}
-            if "height" in item and "width" in item:
-                det = rescale_detections(det, image_size, (int(item["height"]), int(item["width"])))
-            results.append(det)
-        return results
+            for i, image_size in enumerate(image_sizes)
+        ]
+        return self.postprocess(detections, image_sizes, batched_inputs)

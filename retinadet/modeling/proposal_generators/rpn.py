@@ -12,7 +12,7 @@ from ...structures import ImageList, clip_boxes
 from ..box_coders import DeltaXYWHBoxCoder
 from ..build import build
 from ..losses import smooth_l1_loss
-from ..matchers import POSITIVE, IoUMatcher
+from ..matchers import POSITIVE, ImageAssignment, IoUMatcher, assign_targets
 from ..shape_spec import ShapeSpec
 
 __all__ = ["RPN"]
@@ -81,23 +81,25 @@ class RPN(nn.Module):
         min_size: float = 0.0,
     ):
         super().__init__()
-        if len(in_features) == 0:
-            raise ValueError("RPN in_features (MODEL.RPN.IN_FEATURES) is empty; name at least one neck output.")
-        for name, value in (("smooth_l1_beta", smooth_l1_beta), ("loss_weight", loss_weight), ("min_size", min_size)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"RPN {name} = {value!r} must be a finite number >= 0.")
-        if not 0.0 <= nms_thresh <= 1.0:
-            raise ValueError(f"RPN nms_thresh = {nms_thresh!r} (MODEL.RPN.NMS_THRESH) must lie in [0, 1].")
         self.in_features = list(in_features)
+        if not self.in_features:
+            raise ValueError("RPN in_features (MODEL.RPN.IN_FEATURES) is empty; name at least one neck output.")
         self.head = head
         self.anchor_generator = anchor_generator
+        # Training: anchors matched and sampled by the shared step (matchers/assignment.py), then the losses.
         self.matcher = matcher
         self.sampler = sampler
         self.box_coder = box_coder
+        for name, value in (("smooth_l1_beta", smooth_l1_beta), ("loss_weight", loss_weight), ("min_size", min_size)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"RPN {name} = {value!r} must be a finite number >= 0.")
         self.smooth_l1_beta = float(smooth_l1_beta)
         self.loss_weight = float(loss_weight)
+        # Proposals: the best anchors of each level, NMS within each level, the best of all levels.
         self.pre_nms_topk = _check_count(pre_nms_topk, "pre_nms_topk")
         self.post_nms_topk = _check_count(post_nms_topk, "post_nms_topk")
+        if not 0.0 <= nms_thresh <= 1.0:
+            raise ValueError(f"RPN nms_thresh = {nms_thresh!r} (MODEL.RPN.NMS_THRESH) must lie in [0, 1].")
         self.nms_thresh = float(nms_thresh)
         self.min_size = float(min_size)
 
@@ -238,24 +240,15 @@ class RPN(nn.Module):
         num_anchors = anchors.shape[0]
         if len(targets) != logits.shape[0]:
             raise ValueError(f"RPN got {len(targets)} targets for a batch of {logits.shape[0]} images.")
-        pos_rows, neg_rows, pos_gt = [], [], []
-        for i, target in enumerate(targets):
-            gt_boxes = target["boxes"].to(device=anchors.device, dtype=anchors.dtype)
-            crowd = target.get("crowd_boxes")
-            if crowd is not None and crowd.numel() > 0:
-                matched_idxs, match_labels = self.matcher(gt_boxes, anchors, crowd_boxes=crowd.to(anchors.device))
-            else:
-                matched_idxs, match_labels = self.matcher(gt_boxes, anchors)
-            if getattr(self.sampler, "needs_losses", False):
-                example_losses, example_boxes = self._example_losses(
-                    logits[i], deltas[i], anchors, match_labels, matched_idxs, gt_boxes
-                )
-                pos, neg = self.sampler(match_labels, example_losses, example_boxes)
-            else:
-                pos, neg = self.sampler(match_labels)
-            pos_rows.append(pos + i * num_anchors)
-            neg_rows.append(neg + i * num_anchors)
-            pos_gt.append(gt_boxes[matched_idxs[pos]] if gt_boxes.numel() > 0 else anchors.new_zeros((0, 4)))
+        assignments = assign_targets(
+            anchors, targets, self.matcher, self.sampler,
+            example_losses=lambda assigned: (
+                self._example_losses(logits[i], deltas[i], a) for i, a in enumerate(assigned)
+            ),
+        )
+        pos_rows = [a.positive_idx + i * num_anchors for i, a in enumerate(assignments)]
+        neg_rows = [a.negative_idx + i * num_anchors for i, a in enumerate(assignments)]
+        pos_gt = [a.matched_boxes[a.positive_idx] for a in assignments]
         pos_rows, neg_rows, pos_gt = torch.cat(pos_rows), torch.cat(neg_rows), torch.cat(pos_gt)
         normalizer = max(pos_rows.numel() + neg_rows.numel(), 1)
 
@@ -270,16 +263,19 @@ class RPN(nn.Module):
         return {"loss_rpn_cls": loss_cls * scale, "loss_rpn_loc": loss_loc * scale}
 
     @torch.no_grad()
-    def _example_losses(
-        self, logits: Tensor, deltas: Tensor, anchors: Tensor, match_labels: Tensor, matched_idxs: Tensor,
-        gt_boxes: Tensor,
-    ) -> Tuple[Tensor, Tensor]:
-        """Per-anchor loss (R,) (cross-entropy, plus the box loss on foreground) and predicted boxes (R, 4)."""
-        positive = match_labels == POSITIVE
+    def _example_losses(self, logits: Tensor, deltas: Tensor, assignment: ImageAssignment) -> Tuple[Tensor, Tensor]:
+        """What a sampler with ``needs_losses`` ranks one image's anchors by: each anchor's loss (R,)
+        (cross-entropy, plus the box loss on foreground) and its predicted box (R, 4) xyxy.
+
+        Args:
+            logits: (R,) objectness; deltas: (R, 4); assignment: the image's match (anchors (R, 4) xyxy).
+        """
+        anchors = assignment.boxes
+        positive = assignment.match_labels == POSITIVE
         losses = F.binary_cross_entropy_with_logits(logits, positive.to(logits.dtype), reduction="none")
         pos = positive.nonzero().squeeze(1)
         if pos.numel() > 0:
-            target = self.box_coder.encode(gt_boxes[matched_idxs[pos]], anchors[pos]).to(deltas.dtype)
+            target = self.box_coder.encode(assignment.matched_boxes[pos], anchors[pos]).to(deltas.dtype)
             losses[pos] += smooth_l1_loss(deltas[pos], target, self.smooth_l1_beta).sum(dim=1)
         return losses, self.box_coder.decode(deltas, anchors)
 

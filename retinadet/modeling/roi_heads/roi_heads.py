@@ -9,7 +9,7 @@ from ...registry import ROI_BOX_HEAD_REGISTRY, ROI_HEAD_REGISTRY, SAMPLER_REGIST
 from ...structures import ImageList
 from ..box_coders import DeltaXYWHBoxCoder
 from ..build import build
-from ..matchers import POSITIVE, IoUMatcher
+from ..matchers import IoUMatcher, assign_targets
 from ..shape_spec import ShapeSpec
 from .fast_rcnn import FastRCNNPredictor, fast_rcnn_inference, fast_rcnn_losses
 from .pooler import ROIPooler
@@ -78,45 +78,47 @@ class StandardROIHeads(nn.Module):
         min_box_size: float = 0.0,
     ):
         super().__init__()
-        if getattr(sampler, "needs_losses", False):
-            raise ValueError(
-                f"StandardROIHeads samples proposals before the box head scores them, so it cannot use "
-                f"{type(sampler).__name__}, which ranks examples by their loss (MODEL.ROI_HEADS.SAMPLER.NAME); "
-                "use BalancedRandomSampler."
-            )
+        self.in_features = list(in_features)
+        self.box_pooler = box_pooler
+        self.box_head = box_head
+        self.box_predictor = box_predictor
+        self.num_classes = int(num_classes)
         if getattr(box_predictor, "num_classes", num_classes) != num_classes:
             raise ValueError(
                 f"StandardROIHeads num_classes = {num_classes} but the box predictor has "
                 f"{box_predictor.num_classes} classes."
             )
+        # Training: proposals (and gt boxes) matched and sampled by the shared step (matchers/assignment.py).
+        self.proposal_matcher = proposal_matcher
+        self.sampler = sampler
+        if sampler.needs_losses:
+            raise ValueError(
+                f"StandardROIHeads samples proposals before the box head scores them, so it cannot use "
+                f"{type(sampler).__name__}, which ranks examples by their loss (MODEL.ROI_HEADS.SAMPLER.NAME); "
+                "use BalancedRandomSampler."
+            )
+        self.box_coder = box_coder
+        self.proposal_append_gt = bool(proposal_append_gt)
+        if not smooth_l1_beta >= 0:
+            raise ValueError(
+                f"StandardROIHeads smooth_l1_beta = {smooth_l1_beta!r} (MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA) "
+                "must be >= 0 (0 = L1)."
+            )
+        self.smooth_l1_beta = float(smooth_l1_beta)
+        # Inference: score threshold, size filter, class-aware NMS, best detections_per_image.
+        self.score_thresh = _check_probability("score_thresh", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", score_thresh)
+        self.nms_thresh = _check_probability("nms_thresh", "MODEL.ROI_HEADS.NMS_THRESH_TEST", nms_thresh)
         if isinstance(detections_per_image, bool) or int(detections_per_image) != detections_per_image \
                 or detections_per_image < 1:
             raise ValueError(
                 f"StandardROIHeads detections_per_image = {detections_per_image!r} "
                 "(MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE) must be an integer >= 1."
             )
+        self.detections_per_image = int(detections_per_image)
         if not min_box_size >= 0:
             raise ValueError(
                 f"StandardROIHeads min_box_size = {min_box_size!r} (MODEL.ROI_HEADS.MIN_BOX_SIZE_TEST) must be >= 0."
             )
-        if not smooth_l1_beta >= 0:
-            raise ValueError(
-                f"StandardROIHeads smooth_l1_beta = {smooth_l1_beta!r} (MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA) "
-                "must be >= 0 (0 = L1)."
-            )
-        self.in_features = list(in_features)
-        self.box_pooler = box_pooler
-        self.box_head = box_head
-        self.box_predictor = box_predictor
-        self.proposal_matcher = proposal_matcher
-        self.sampler = sampler
-        self.box_coder = box_coder
-        self.num_classes = int(num_classes)
-        self.proposal_append_gt = bool(proposal_append_gt)
-        self.smooth_l1_beta = float(smooth_l1_beta)
-        self.score_thresh = _check_probability("score_thresh", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", score_thresh)
-        self.nms_thresh = _check_probability("nms_thresh", "MODEL.ROI_HEADS.NMS_THRESH_TEST", nms_thresh)
-        self.detections_per_image = int(detections_per_image)
         self.min_box_size = float(min_box_size)
 
     @classmethod
@@ -166,7 +168,10 @@ class StandardROIHeads(nn.Module):
             )
         box_predictor = FastRCNNPredictor(box_head.output_size, rh.NUM_CLASSES, bh.CLS_AGNOSTIC_BBOX_REG)
         try:
-            matcher = IoUMatcher(list(rh.IOU_THRESHOLDS), list(rh.IOU_LABELS), allow_low_quality_matches=False)
+            matcher = IoUMatcher(
+                list(rh.IOU_THRESHOLDS), list(rh.IOU_LABELS), allow_low_quality_matches=False,
+                crowd_ioa_threshold=cfg.MODEL.MATCHER.CROWD_IOA_THRESHOLD,
+            )
         except ValueError as e:
             raise ValueError(
                 f"MODEL.ROI_HEADS.IOU_THRESHOLDS = {list(rh.IOU_THRESHOLDS)} with IOU_LABELS = "
@@ -260,31 +265,17 @@ class StandardROIHeads(nn.Module):
             appended, come after the proposals): boxes ``(S, 4)`` xyxy, classes ``(S,)`` int64 in
             ``[0, K]`` (K = background) and matched gt boxes ``(S, 4)`` xyxy (zeros without gt).
         """
+        assignments = assign_targets(
+            proposals, targets, self.proposal_matcher, self.sampler,
+            num_classes=self.num_classes, append_gt=self.proposal_append_gt,
+        )
         sampled_boxes, sampled_classes, sampled_gt_boxes = [], [], []
-        for boxes, target in zip(proposals, targets):
-            gt_boxes = target["boxes"].to(device=boxes.device, dtype=boxes.dtype)
-            gt_labels = target["labels"].to(device=boxes.device, dtype=torch.int64)
-            if self.proposal_append_gt:
-                boxes = torch.cat([boxes, gt_boxes])
-            crowd = target.get("crowd_boxes")
-            if crowd is not None and crowd.numel() > 0:
-                matched_idxs, match_labels = self.proposal_matcher(gt_boxes, boxes, crowd_boxes=crowd.to(boxes))
-            else:
-                matched_idxs, match_labels = self.proposal_matcher(gt_boxes, boxes)
-            positive_idx, negative_idx = self.sampler(match_labels)
+        for assigned in assignments:
             # Increasing index order, as torchvision's mask-based sampling yields.
-            idx = torch.cat([positive_idx, negative_idx]).sort().values
-            matched_idxs, match_labels = matched_idxs[idx], match_labels[idx]
-            classes = torch.full_like(matched_idxs, self.num_classes)
-            if gt_boxes.shape[0] > 0:
-                fg = match_labels == POSITIVE
-                classes[fg] = gt_labels[matched_idxs[fg]]
-                matched_gt = gt_boxes[matched_idxs]
-            else:
-                matched_gt = torch.zeros((idx.numel(), 4), dtype=boxes.dtype, device=boxes.device)
-            sampled_boxes.append(boxes[idx])
-            sampled_classes.append(classes)
-            sampled_gt_boxes.append(matched_gt)
+            idx = torch.cat([assigned.positive_idx, assigned.negative_idx]).sort().values
+            sampled_boxes.append(assigned.boxes[idx])
+            sampled_classes.append(assigned.gt_classes[idx])
+            sampled_gt_boxes.append(assigned.matched_boxes[idx])
         return sampled_boxes, sampled_classes, sampled_gt_boxes
 
     def _check_targets(self, targets: Optional[List[Dict[str, Tensor]]], num_images: int) -> None:

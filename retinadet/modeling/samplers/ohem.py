@@ -2,18 +2,18 @@
 from typing import Optional, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...ops import nms
 from ...registry import SAMPLER_REGISTRY
 from ..matchers import NEGATIVE, POSITIVE
-from .balanced import check_sampler_args
+from .base import ExampleSampler
 
 __all__ = ["OHEMSampler"]
 
 
 @SAMPLER_REGISTRY.register()
-class OHEMSampler(nn.Module):
+class OHEMSampler(ExampleSampler):
     """Keep the highest-loss examples of one image, after a greedy NMS over their predicted boxes.
 
     The examples are the non-ignored anchors (POSITIVE or NEGATIVE). In decreasing order of loss
@@ -39,9 +39,12 @@ class OHEMSampler(nn.Module):
 
     Called as ``sampler(match_labels (R,), losses (R,), boxes (R, 4) xyxy)``; returns
     ``(positive_idx (P,), negative_idx (Q,))`` int64 indices into R, each in decreasing-loss order.
+
+    ``needs_losses = True``: the caller passes each example's loss and predicted box (no gradient).
     """
 
     needs_losses = True
+    allow_no_ratio = True
 
     def __init__(
         self,
@@ -50,29 +53,24 @@ class OHEMSampler(nn.Module):
         nms_thresh: float,
         pre_nms_topk: int = 2000,
     ):
-        super().__init__()
-        check_sampler_args(batch_size_per_image, positive_fraction, "OHEMSampler", allow_no_ratio=True)
+        super().__init__(batch_size_per_image, positive_fraction)
         if not 0.0 <= nms_thresh <= 1.0:
             raise ValueError(f"OHEMSampler: nms_thresh = {nms_thresh!r} must lie in [0, 1] (1 = no suppression).")
         if isinstance(pre_nms_topk, bool) or int(pre_nms_topk) != pre_nms_topk or pre_nms_topk < 1:
             raise ValueError(f"OHEMSampler: pre_nms_topk = {pre_nms_topk!r} must be an integer >= 1.")
-        self.batch_size_per_image = int(batch_size_per_image)
-        self.positive_fraction = float(positive_fraction)
         self.nms_thresh = float(nms_thresh)
         self.pre_nms_topk = int(pre_nms_topk)
 
     @classmethod
     def from_config(cls, cfg, sampler_cfg) -> dict:
-        """Arguments from a sampler node (e.g. MODEL.RETINANET.SAMPLER)."""
-        return {
-            "batch_size_per_image": sampler_cfg.BATCH_SIZE_PER_IMAGE,
-            "positive_fraction": sampler_cfg.POSITIVE_FRACTION,
-            "nms_thresh": sampler_cfg.NMS_THRESH,
-        }
+        """Arguments from a sampler node (e.g. MODEL.RETINANET.SAMPLER), with its NMS_THRESH."""
+        return {**super().from_config(cfg, sampler_cfg), "nms_thresh": sampler_cfg.NMS_THRESH}
 
     def forward(
         self, match_labels: Tensor, losses: Optional[Tensor] = None, boxes: Optional[Tensor] = None
     ) -> Tuple[Tensor, Tensor]:
+        """``match_labels (R,)``, ``losses (R,)``, ``boxes (R, 4)`` xyxy -> ``(positive_idx (P,),
+        negative_idx (Q,))`` int64, each in decreasing-loss order."""
         num = match_labels.shape[0]
         if losses is None or boxes is None:
             raise ValueError("OHEMSampler needs the per-example losses (R,) and predicted boxes (R, 4); got None.")
@@ -84,8 +82,7 @@ class OHEMSampler(nn.Module):
         examples = ((match_labels == POSITIVE) | (match_labels == NEGATIVE)).nonzero().squeeze(1)
         ex_losses = losses.index_select(0, examples)
         ex_positive = match_labels.index_select(0, examples) == POSITIVE
-        batch = self.batch_size_per_image
-        max_pos = batch if self.positive_fraction < 0 else int(batch * self.positive_fraction)
+        batch, max_pos = self.batch_size_per_image, self.max_positive
         k = self.pre_nms_topk
         while True:
             candidates = self._candidates(ex_losses, ex_positive, k)
@@ -121,7 +118,7 @@ class OHEMSampler(nn.Module):
         foreground quota is met or every foreground example was a candidate."""
         if pos.numel() + neg.numel() < self.batch_size_per_image:
             return False
-        if self.positive_fraction < 0 or pos.numel() == int(self.batch_size_per_image * self.positive_fraction):
+        if self.positive_fraction < 0 or pos.numel() == self.max_positive:
             return True
         return int(positive.sum()) <= k
 
@@ -137,7 +134,5 @@ class OHEMSampler(nn.Module):
         return pos, neg
 
     def extra_repr(self) -> str:
-        return (
-            f"batch_size_per_image={self.batch_size_per_image}, positive_fraction={self.positive_fraction}, "
-            f"nms_thresh={self.nms_thresh}, pre_nms_topk={self.pre_nms_topk}"
-        )
+        """The base settings plus the NMS threshold and the candidate count, for ``repr``."""
+        return f"{super().extra_repr()}, nms_thresh={self.nms_thresh}, pre_nms_topk={self.pre_nms_topk}"

@@ -4,7 +4,7 @@ import torch
 
 from retinadet.modeling.matchers import IGNORE, NEGATIVE, POSITIVE, IoUMatcher
 from retinadet.modeling.meta_arch.input_checks import check_targets
-from retinadet.modeling.meta_arch.losses import match_anchors
+from retinadet.modeling.meta_arch.dense_losses import match_anchors
 from retinadet.ops import box_ioa
 
 

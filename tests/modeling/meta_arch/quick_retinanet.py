@@ -5,6 +5,8 @@ import torch
 
 from retinadet.config import get_cfg
 from retinadet.modeling import build_model
+from retinadet.modeling.losses import smooth_l1_loss
+from retinadet.modeling.matchers import IGNORE, POSITIVE
 from retinadet.utils.synthetic import make_synthetic_batch
 
 REPO = Path(__file__).resolve().parents[3]
@@ -42,3 +44,26 @@ def spread_scores(model, seed=0):
         bias = model.head.cls_score.bias
         bias.copy_(torch.rand(bias.shape, generator=g) * 4.0 - 3.0)
         model.head.cls_score.weight.mul_(30.0)
+
+
+def hand_matched(model, batch):
+    """Per image, from the model's dense outputs and its matcher alone (not its loss code): a dict
+    with "logits" (R, K), "deltas" (R, 4), "anchors" (R, 4) xyxy, "labels" (R,) matcher labels,
+    "valid" (R,) bool (not IGNORE), "targets" (R, K) one-hot classes of the POSITIVE anchors,
+    "box" the smooth-L1 (beta 0.1) sum over the foreground's encoded gt boxes, "num_pos"."""
+    with torch.no_grad():
+        logits, deltas, anchors = model.forward_features(model.preprocess_image(batch))
+    logits, deltas, anchors = torch.cat(logits, 1), torch.cat(deltas, 1), torch.cat(anchors)
+    images = []
+    for i, item in enumerate(batch):
+        matched_idxs, labels = model.matcher(item["boxes"], anchors)
+        pos = labels == POSITIVE
+        targets = torch.zeros_like(logits[i])
+        targets[pos.nonzero()[:, 0], item["labels"][matched_idxs[pos]]] = 1.0
+        gt_deltas = model.box_coder.encode(item["boxes"][matched_idxs[pos]], anchors[pos])
+        images.append({
+            "logits": logits[i], "deltas": deltas[i], "anchors": anchors, "labels": labels,
+            "valid": labels != IGNORE, "targets": targets, "num_pos": int(pos.sum()),
+            "box": smooth_l1_loss(deltas[i][pos], gt_deltas, beta=0.1).sum().item(),
+        })
+    return images

@@ -35,7 +35,9 @@ def test_channels_last_gives_the_same_losses_and_detections():
 
 
 class _NoChannelsLastDetector(nn.Module):
-    """A plug-in meta-architecture that does not declare channels_last support."""
+    """A plug-in meta-architecture that meets the Detector contract but does not declare channels_last support."""
+
+    compile_targets = ()
 
     def __init__(self):
         super().__init__()
@@ -44,6 +46,9 @@ class _NoChannelsLastDetector(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         return {}
+
+    def forward(self, batched_inputs):
+        return [{} for _ in batched_inputs]
 
 
 def test_channels_last_refused_for_a_model_that_cannot_use_it():

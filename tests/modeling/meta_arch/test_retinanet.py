@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from quick_retinanet import NUM_CLASSES, H, W, quick_batch as _batch, quick_model as _model, spread_scores as _spread_scores
+from quick_retinanet import (
+    NUM_CLASSES, H, W, hand_matched, quick_batch as _batch, quick_model as _model, spread_scores as _spread_scores,
+)
 
 from retinadet.checkpoint import load_weights
-from retinadet.modeling.losses import sigmoid_focal_loss, smooth_l1_loss
-from retinadet.modeling.matchers import IGNORE, POSITIVE
+from retinadet.modeling.losses import sigmoid_focal_loss
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +26,13 @@ def _hand_sums(model, batch):
     The paper's choices: FL with alpha 0.25, gamma 2 on every non-ignored anchor and class, the
     (default) smooth L1 with beta 0.1 on the foreground anchors' encoded gt boxes.
     """
-    with torch.no_grad():
-        logits, deltas, anchors = model.forward_features(model.preprocess_image(batch))
-    logits, deltas, anchors = torch.cat(logits, 1), torch.cat(deltas, 1), torch.cat(anchors)
     sums = []
-    for i, item in enumerate(batch):
-        matched_idxs, match_labels = model.matcher(item["boxes"], anchors)
-        pos, valid = match_labels == POSITIVE, match_labels != IGNORE
-        assert 0 < int((~valid).sum()) < len(anchors)  # some anchors fall in the ignored band
-        targets = torch.zeros_like(logits[i])
-        targets[pos.nonzero()[:, 0], item["labels"][matched_idxs[pos]]] = 1.0
-        cls = sigmoid_focal_loss(logits[i][valid], targets[valid], alpha=0.25, gamma=2.0, reduction="sum")
-        gt_deltas = model.box_coder.encode(item["boxes"][matched_idxs[pos]], anchors[pos])
-        box = smooth_l1_loss(deltas[i][pos], gt_deltas, beta=0.1).sum()
-        sums.append((cls.item(), box.item(), int(pos.sum())))
+    for image in hand_matched(model, batch):
+        valid = image["valid"]
+        assert 0 < int((~valid).sum()) < len(valid)  # some anchors fall in the ignored band
+        cls = sigmoid_focal_loss(image["logits"][valid], image["targets"][valid], alpha=0.25, gamma=2.0,
+                                 reduction="sum")
+        sums.append((cls.item(), image["box"], image["num_pos"]))
     return sums
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from quick_retinanet import NUM_CLASSES, quick_batch, quick_model, spread_scores
+from quick_retinanet import NUM_CLASSES, hand_matched, quick_batch, quick_model, spread_scores
 
 from retinadet.config import get_cfg
 from retinadet.modeling import build_model
@@ -16,11 +16,10 @@ from retinadet.modeling.losses import (
     SigmoidFocalLossStar,
     sigmoid_focal_loss,
     sigmoid_focal_loss_star,
-    smooth_l1_loss,
 )
 from retinadet.modeling.matchers import IGNORE, POSITIVE
+from retinadet.modeling.meta_arch.dense_losses import _box_loss_sums, _cls_loss_sums, match_anchors, per_anchor_cls_losses
 from retinadet.modeling.meta_arch.input_checks import check_targets
-from retinadet.modeling.meta_arch.losses import _box_loss_sums, _cls_loss_sums, match_anchors, per_anchor_cls_losses
 from retinadet.modeling.samplers import BalancedRandomSampler, OHEMSampler
 from retinadet.utils.synthetic import make_synthetic_batch
 
@@ -67,27 +66,6 @@ def _model(sampler=None, *opts):
     return model.train()
 
 
-def _hand(model, batch):
-    """Per image: logits (R, K), deltas (R, 4), one-hot targets (R, K), match labels (R,), anchors,
-    gt deltas of the foreground, from the model's parts and the public loss functions."""
-    with torch.no_grad():
-        logits, deltas, anchors = model.forward_features(model.preprocess_image(batch))
-    logits, deltas, anchors = torch.cat(logits, 1), torch.cat(deltas, 1), torch.cat(anchors)
-    images = []
-    for i, item in enumerate(batch):
-        matched_idxs, labels = model.matcher(item["boxes"], anchors)
-        pos = labels == POSITIVE
-        targets = torch.zeros_like(logits[i])
-        targets[pos.nonzero()[:, 0], item["labels"][matched_idxs[pos]]] = 1.0
-        gt_deltas = model.box_coder.encode(item["boxes"][matched_idxs[pos]], anchors[pos])
-        box = smooth_l1_loss(deltas[i][pos], gt_deltas, beta=0.1).sum()
-        images.append({
-            "logits": logits[i], "deltas": deltas[i], "targets": targets, "labels": labels,
-            "anchors": anchors, "box": box.item(), "num_pos": int(pos.sum()),
-        })
-    return images
-
-
 def _sampled_mean(images, calls, alpha, gamma):
     """Class loss summed over K, averaged over every anchor the recorded calls sampled."""
     total, count = 0.0, 0
@@ -103,7 +81,7 @@ def _sampled_mean(images, calls, alpha, gamma):
 def test_random_sampling_loss_is_the_mean_over_the_sampled_anchors():
     model = _model(BalancedRandomSampler(64, 0.25), *CE)
     batch = quick_batch(2, 128, 160)
-    images = _hand(model, batch)
+    images = hand_matched(model, batch)
     torch.manual_seed(0)
     losses = model(batch)
     calls = model.sampler.calls
@@ -125,7 +103,7 @@ def test_random_sampling_loss_is_the_mean_over_the_sampled_anchors():
 def test_ohem_gets_per_anchor_losses_and_decoded_boxes_and_trains_on_its_picks():
     model = _model(OHEMSampler(32, -1.0, 0.5))  # with the focal loss, to check the losses handed over
     batch = quick_batch(2, 128, 160)
-    images = _hand(model, batch)
+    images = hand_matched(model, batch)
     losses = model(batch)
     calls = model.sampler.calls
     for image, call in zip(images, calls):
@@ -163,7 +141,7 @@ def test_sampled_class_loss_ignores_normalize_per_image():
     batch = quick_batch(2, 128, 160)
     per_batch = _model(OHEMSampler(32, 0.25, 0.5), *CE)(batch)
     model = _model(OHEMSampler(32, 0.25, 0.5), "MODEL.RETINANET.NORMALIZE_PER_IMAGE", True, *CE)
-    images = _hand(model, batch)
+    images = hand_matched(model, batch)
     per_image = model(batch)
     assert per_image["loss_cls"].item() == pytest.approx(per_batch["loss_cls"].item(), rel=1e-6)
     expected_box = sum(i["box"] / max(i["num_pos"], 1) for i in images) / 2
@@ -187,7 +165,7 @@ def test_default_config_losses_unchanged():
     assert torch.equal(losses["loss_cls"].detach(), cls_sum / normalizer)
     assert torch.equal(losses["loss_box_reg"].detach(), box_sum / normalizer)
     # And the paper's definition, by hand: FL summed over non-ignored anchors / foreground count.
-    images = _hand(model, batch)
+    images = hand_matched(model, batch)
     num_pos = sum(i["num_pos"] for i in images)
     fl = sum(
         sigmoid_focal_loss(i["logits"][i["labels"] != IGNORE], i["targets"][i["labels"] != IGNORE],

@@ -1,18 +1,28 @@
-"""Anchor matching and the dense detection losses of one batch, before normalisation."""
-from typing import Dict, List, Optional, Tuple
+"""RetinaNet's training losses of a batch: anchors matched (and optionally sampled) by the shared
+step (matchers/assignment.py), then the class loss and the box loss, before normalisation."""
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from ..matchers import IGNORE, POSITIVE
+from ..matchers import IGNORE, POSITIVE, ImageAssignment, assign_targets
 
-__all__ = ["match_anchors", "dense_detection_losses", "per_anchor_cls_losses", "sample_anchors"]
+__all__ = ["match_anchors", "dense_detection_losses", "per_anchor_cls_losses"]
+
+
+def _stack(assignments: List[ImageAssignment]) -> Tuple[Tensor, Tensor, Tensor]:
+    """(match_labels (N, R) int8, gt_classes (N, R) int64, matched_boxes (N, R, 4) xyxy) of a batch."""
+    return (
+        torch.stack([a.match_labels for a in assignments]),
+        torch.stack([a.gt_classes for a in assignments]),
+        torch.stack([a.matched_boxes for a in assignments]),
+    )
 
 
 def match_anchors(
     anchors: Tensor, targets: List[Dict[str, Tensor]], matcher, num_classes: int
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """Assign each anchor a class and a gt box, image by image.
+    """Assign each anchor a class and a gt box, image by image (the shared step, without sampling).
 
     Args:
         anchors: (R, 4) xyxy, shared by the batch; targets: per image {"boxes" (M, 4), "labels" (M,)}
@@ -22,26 +32,7 @@ def match_anchors(
         match_labels (N, R) int8 (matcher labels), gt_classes (N, R) int64 (``num_classes`` where not
         POSITIVE), matched_boxes (N, R, 4) xyxy (meaningful where POSITIVE).
     """
-    labels_all, classes_all, boxes_all = [], [], []
-    for target in targets:
-        gt_boxes = target["boxes"].to(anchors.device)
-        gt_labels = target["labels"].to(anchors.device)
-        crowd = target.get("crowd_boxes")
-        if crowd is not None and crowd.numel() > 0:
-            matched_idxs, match_labels = matcher(gt_boxes, anchors, crowd_boxes=crowd.to(anchors.device))
-        else:
-            matched_idxs, match_labels = matcher(gt_boxes, anchors)
-        if gt_boxes.numel() > 0:
-            classes = gt_labels[matched_idxs]
-            boxes = gt_boxes[matched_idxs]
-        else:
-            classes = torch.zeros_like(matched_idxs)
-            boxes = torch.zeros_like(anchors)
-        classes = torch.where(match_labels == POSITIVE, classes, torch.full_like(classes, num_classes))
-        labels_all.append(match_labels)
-        classes_all.append(classes)
-        boxes_all.append(boxes)
-    return torch.stack(labels_all), torch.stack(classes_all), torch.stack(boxes_all)
+    return _stack(assign_targets(anchors, targets, matcher, num_classes=num_classes))
 
 
 # On CPU the class loss runs on row chunks of this many elements (1 MiB of float32). The focal loss
@@ -164,43 +155,27 @@ def per_anchor_cls_losses(logits: Tensor, gt_classes: Tensor, cls_loss) -> Tenso
     return torch.cat(losses).reshape(num_images, num_anchors)
 
 
-def sample_anchors(
-    sampler,
-    match_labels: Tensor,
-    logits: Tensor,
-    deltas: Tensor,
-    anchors: Tensor,
-    gt_classes: Tensor,
-    box_coder,
-    cls_loss,
-) -> Tensor:
-    """Rows of the flattened batch (image i, anchor j -> i * R + j) that ``sampler`` picks, image by image.
-
-    ``sampler(match_labels (R,), losses, boxes) -> (positive_idx, negative_idx)`` is called per image;
-    when its ``needs_losses`` attribute is true, ``losses (R,)`` is each anchor's class loss (summed
-    over K) and ``boxes (R, 4)`` xyxy its predicted box (``deltas`` decoded on ``anchors``), both
-    computed without gradient; otherwise both are None.
+def _example_losses(
+    logits: Tensor, deltas: Tensor, anchors: Tensor, box_coder, cls_loss, assignments: List[ImageAssignment]
+) -> Iterator[Tuple[Tensor, Tensor]]:
+    """Per image, what a sampler with ``needs_losses`` ranks by: each anchor's class loss (R,) summed
+    over K (computed for the whole batch at once) and its predicted box (R, 4) xyxy (``deltas``
+    decoded on ``anchors``), both without gradient.
 
     Args:
-        match_labels: (N, R); logits: (N, R, K); deltas: (N, R, 4); anchors: (R, 4) xyxy;
-        gt_classes: (N, R) as match_anchors gives.
-
-    Returns:
-        (S,) int64 row indices: each image's foreground picks, then its background picks.
+        logits: (N, R, K); deltas: (N, R, 4); anchors: (R, 4) xyxy; assignments: the batch's matches.
     """
-    num_anchors = anchors.shape[0]
-    needs_losses = bool(getattr(sampler, "needs_losses", False))
-    if needs_losses:
-        losses = per_anchor_cls_losses(logits, gt_classes, cls_loss)
-    rows = []
-    for i, labels in enumerate(match_labels):
-        image_losses = image_boxes = None
-        if needs_losses:
-            image_losses = losses[i]
-            with torch.no_grad():
-                image_boxes = box_coder.decode(deltas[i].detach(), anchors)
-        pos, neg = sampler(labels, image_losses, image_boxes)
-        rows.append(torch.cat((pos, neg)) + i * num_anchors)
+    losses = per_anchor_cls_losses(logits, torch.stack([a.gt_classes for a in assignments]), cls_loss)
+    for i in range(len(assignments)):
+        with torch.no_grad():
+            boxes = box_coder.decode(deltas[i].detach(), anchors)
+        yield losses[i], boxes
+
+
+def _sampled_rows(assignments: List[ImageAssignment], num_anchors: int) -> Tensor:
+    """(S,) int64 rows of the flattened batch (image i, anchor j -> i * R + j) the sampler picked:
+    each image's foreground picks, then its background picks."""
+    rows = [torch.cat((a.positive_idx, a.negative_idx)) + i * num_anchors for i, a in enumerate(assignments)]
     return torch.cat(rows)
 
 
@@ -238,14 +213,17 @@ def dense_detection_losses(
     Returns:
         loss_cls, loss_box (scalars) and the number of foreground anchors in the batch.
     """
-    match_labels, gt_classes, matched_boxes = match_anchors(anchors, targets, matcher, logits.shape[-1])
-    num_images = logits.shape[0]
+    num_images, num_anchors, num_classes = logits.shape
+    assignments = assign_targets(
+        anchors, targets, matcher, sampler, num_classes=num_classes,
+        example_losses=lambda assigned: _example_losses(logits, deltas, anchors, box_coder, cls_loss, assigned),
+    )
+    match_labels, gt_classes, matched_boxes = _stack(assignments)
     groups = num_images if normalize_per_image else 1
     if sampler is None:
         cls_sums = _cls_loss_sums(logits, match_labels, gt_classes, cls_loss, groups)
     else:
-        rows = sample_anchors(sampler, match_labels, logits, deltas, anchors, gt_classes, box_coder, cls_loss)
-        loss_cls = _sampled_cls_loss(logits, gt_classes, rows, cls_loss)
+        loss_cls = _sampled_cls_loss(logits, gt_classes, _sampled_rows(assignments, num_anchors), cls_loss)
     box_sums = _box_loss_sums(deltas, anchors, match_labels, matched_boxes, box_coder, box_loss, groups)
     pos_per_image = (match_labels == POSITIVE).sum(dim=1)
     num_pos = pos_per_image.sum()
