@@ -189,7 +189,7 @@ class Matcher(Buildable, Protocol):
     """Assigns ground truth to anchors (or proposals). ``from_config(cfg)``."""
 
     def forward(self, gt_boxes: Tensor, anchors: Tensor) -> Tuple[Tensor, Tensor]:
-        """``gt_boxes (G, 4)``, ``anchors (A, 4)`` xyxy (optional third argument: crowd boxes) ->
+        """``gt_boxes (G, 4)``, ``anchors (A, 4)`` xyxy (optional keyword ``crowd_boxes (C, 4)``) ->
         matched gt index ``(A,)`` int64 and label ``(A,)`` (1 foreground, 0 background, -1 ignore)."""
 
 

@@ -1,5 +1,4 @@
 """Tests of checkpoint reading, weight loading with reports, and tools/convert_weights.py."""
-import importlib.util
 import logging
 import os
 import pickle
@@ -20,6 +19,7 @@ from retinadet.checkpoint import (
     load_model_weights,
     load_weights,
 )
+from retinadet.utils.testing import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_ANCHORS = 9
@@ -178,12 +178,8 @@ def test_load_weights_strips_data_parallel_prefix(tmp_path):
 
 
 def _tool_module():
-    """Import tools/convert_weights.py (not a package) to call its main() in-process."""
-    path = REPO / "tools" / "convert_weights.py"
-    spec = importlib.util.spec_from_file_location("convert_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tools/convert_weights.py (a script, not a package module), to call its main() in-process."""
+    return load_tool("convert_weights")
 
 
 def _run_tool(*args: str) -> subprocess.CompletedProcess:

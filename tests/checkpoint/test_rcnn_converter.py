@@ -1,6 +1,5 @@
 """torchvision Faster R-CNN weights -> retinadet's GeneralizedRCNN: names, background-last classifier,
 format detection, tools/convert_weights.py, and errors on other state dicts."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from retinadet.checkpoint import (
 )
 from retinadet.config import get_cfg
 from retinadet.modeling import build_model
+from retinadet.utils.testing import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 TV_CLASSES = 5  # torchvision: background + 4 classes; retinadet: 4 classes + background last
@@ -99,10 +99,7 @@ def test_detect_format_and_load_weights_of_a_torchvision_file(tv_state, ours, tm
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("convert_weights", REPO / "tools" / "convert_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("convert_weights")
 
 
 def test_tool_converts_and_the_result_loads(tv_state, ours, tmp_path, capsys):

@@ -13,6 +13,7 @@ from torchvision.ops.boxes import _batched_nms_vanilla
 
 from retinadet import ops
 from retinadet.ops import fallback
+from retinadet.utils.testing import clustered_boxes, random_boxes  # noqa: F401  (part of the cases)
 
 __all__ = [
     "DTYPES", "REDUCED_DTYPES", "PATHS", "OP_NAMES", "EXAMPLES", "OFFSETS", "implementation", "has_kernel",
@@ -135,25 +136,6 @@ def dense_match_reference(anchors: Tensor, gt_boxes: Tensor):
 def batched_nms_reference(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """torchvision's per-category batched NMS (what its batched_nms runs on CPU for N > 1000)."""
     return _batched_nms_vanilla(boxes, scores, idxs, iou_threshold)
-
-
-def random_boxes(generator: torch.Generator, n: int, extent: float = 100.0, max_size: float = 40.0,
-                 dtype: torch.dtype = torch.float32) -> Tensor:
-    """``n`` random xyxy boxes with corners in [0, extent) and sides in [0, max_size)."""
-    xy = torch.rand(n, 2, generator=generator, dtype=torch.float64) * extent
-    wh = torch.rand(n, 2, generator=generator, dtype=torch.float64) * max_size
-    return torch.cat([xy, xy + wh], dim=1).to(dtype)
-
-
-def clustered_boxes(generator: torch.Generator, n: int, clusters: int, jitter: float = 3.0,
-                    dtype: torch.dtype = torch.float32) -> Tensor:
-    """``n`` boxes jittered around ``clusters`` centres on a 1/4-pixel grid, so NMS suppresses
-    most of them and many IoUs tie exactly."""
-    centres = random_boxes(generator, clusters, extent=400.0, max_size=60.0, dtype=torch.float64) + 5.0
-    pick = torch.randint(clusters, (n,), generator=generator)
-    noise = torch.randn(n, 4, generator=generator, dtype=torch.float64) * jitter
-    boxes = torch.round((centres[pick] + noise) * 4) / 4
-    return boxes.to(dtype)
 
 
 def raises_naming(name: str):

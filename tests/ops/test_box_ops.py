@@ -4,13 +4,22 @@ import torch
 import torchvision
 from hypothesis import given
 from hypothesis import strategies as st
-from op_cases import (
-    DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, box_rows, implementation,
-    random_boxes, raises_naming, tv_box_iou,
-)
 
 from retinadet import ops
 from retinadet.ops import fallback
+from tests.ops.op_cases import (
+    DTYPES,
+    EXAMPLES,
+    OFFSETS,
+    PATHS,
+    REDUCED_DTYPES,
+    as_boxes,
+    box_rows,
+    implementation,
+    raises_naming,
+    random_boxes,
+    tv_box_iou,
+)
 
 # ---------------------------------------------------------------------------- values
 

@@ -5,15 +5,24 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from op_cases import (
-    DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, box_rows, dense_match_reference,
-    implementation, random_boxes, raises_naming,
-)
 
 from retinadet import ops
 from retinadet.modeling.anchor_generators import DefaultAnchorGenerator
 from retinadet.modeling.matchers import iou_matcher
 from retinadet.modeling.matchers.iou_matcher import IoUMatcher
+from tests.ops.op_cases import (
+    DTYPES,
+    EXAMPLES,
+    OFFSETS,
+    PATHS,
+    REDUCED_DTYPES,
+    as_boxes,
+    box_rows,
+    dense_match_reference,
+    implementation,
+    raises_naming,
+    random_boxes,
+)
 
 
 def _check_match(impl, anchors, gt_boxes):

@@ -4,13 +4,25 @@ import torch
 import torchvision
 from hypothesis import given
 from hypothesis import strategies as st
-from op_cases import (
-    DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, batched_nms_reference, box_rows,
-    clustered_boxes, implementation, random_boxes, raises_naming, scores_for, thresholds,
-)
 
 from retinadet import ops
 from retinadet.ops import fallback
+from tests.ops.op_cases import (
+    DTYPES,
+    EXAMPLES,
+    OFFSETS,
+    PATHS,
+    REDUCED_DTYPES,
+    as_boxes,
+    batched_nms_reference,
+    box_rows,
+    clustered_boxes,
+    implementation,
+    raises_naming,
+    random_boxes,
+    scores_for,
+    thresholds,
+)
 
 
 @st.composite

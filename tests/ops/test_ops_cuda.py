@@ -4,17 +4,30 @@ import torch
 import torchvision
 from hypothesis import given
 from hypothesis import strategies as st
-from op_cases import (
-    DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, batched_nms_reference, box_rows,
-    clustered_boxes, dense_match_reference, implementation, random_boxes, raises_naming, scores_for,
-    thresholds, tv_box_iou,
-)
 
 from retinadet import ops
 from retinadet.modeling.anchor_generators import DefaultAnchorGenerator
 from retinadet.modeling.matchers import iou_matcher
 from retinadet.modeling.matchers.iou_matcher import IoUMatcher
 from retinadet.ops import fallback
+from tests.ops.op_cases import (
+    DTYPES,
+    EXAMPLES,
+    OFFSETS,
+    PATHS,
+    REDUCED_DTYPES,
+    as_boxes,
+    batched_nms_reference,
+    box_rows,
+    clustered_boxes,
+    dense_match_reference,
+    implementation,
+    raises_naming,
+    random_boxes,
+    scores_for,
+    thresholds,
+    tv_box_iou,
+)
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="CUDA is not available: the CUDA kernels need a GPU to run"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from op_cases import OP_NAMES, has_kernel, random_boxes
 
 from retinadet import ops
 from retinadet.ops import fallback
+from tests.ops.op_cases import OP_NAMES, has_kernel, random_boxes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

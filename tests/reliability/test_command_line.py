@@ -1,6 +1,5 @@
 """Reliability catalogue, command-line family: bad arguments to tools/train_net.py
 (retinadet.engine.train_net) and tools/convert_weights.py."""
-import importlib.util
 import os
 import pickle
 import re
@@ -15,14 +14,12 @@ import torch
 
 from retinadet.engine import train_net
 from retinadet.utils.run_lock import LOCK_FILE, OutputDirInUseError
+from retinadet.utils.testing import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = str(REPO / "configs" / "quick" / "retinanet_R_18_shapes_tiny.yaml")
 
-# tools/convert_weights.py is a script, not a package module: loaded from its file, sys.path untouched.
-_spec = importlib.util.spec_from_file_location("convert_weights", REPO / "tools" / "convert_weights.py")
-convert_weights = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert_weights)
+convert_weights = load_tool("convert_weights")
 
 
 def _args(*argv):

@@ -1,5 +1,4 @@
 """The data tools and the whole data path on a tiny embedded shapes set: loader -> model -> COCO AP."""
-import importlib.util
 import json
 import os
 
@@ -9,23 +8,21 @@ import torch
 from PIL import Image
 
 from retinadet.config import get_cfg
-from retinadet.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from retinadet.data import (
+    DatasetCatalog,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
 from retinadet.data.shapes import register_shapes
 from retinadet.evaluation import COCOEvaluator, default_output_dir, inference_on_dataset
 from retinadet.modeling import build_model
+from retinadet.utils.testing import load_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _tool(name):
-    """tools/<name>.py, a script rather than a package module, loaded from its file (sys.path untouched)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo, visualize_data = _tool("demo"), _tool("visualize_data")
+demo, visualize_data = load_tool("demo"), load_tool("visualize_data")
 
 CONFIG = os.path.join(REPO, "configs", "shapes", "retinanet_R_18_FPN.yaml")
 TRAIN, VAL = "tools_tiny_shapes_train", "tools_tiny_shapes_val"

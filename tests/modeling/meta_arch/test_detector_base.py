@@ -5,12 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from quick_retinanet import quick_cfg
-
 from retinadet.config import get_cfg
 from retinadet.modeling.meta_arch import GeneralizedRCNN, RetinaNet
 from retinadet.modeling.meta_arch.base import DetectorBase
 from retinadet.modeling.meta_arch.postprocess import rescale_to_inputs
+from retinadet.utils.testing import quick_cfg
 
 RCNN_TINY = str(Path(__file__).resolve().parents[3] / "configs" / "quick" / "faster_rcnn_R_18_shapes_tiny.yaml")
 

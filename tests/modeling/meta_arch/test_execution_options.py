@@ -5,11 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from quick_retinanet import quick_batch, quick_cfg, quick_model, spread_scores
-
 from retinadet.modeling import build_model
 from retinadet.modeling.compile import apply_channels_last, compile_submodules
 from retinadet.registry import META_ARCH_REGISTRY
+from retinadet.utils.testing import quick_batch, quick_cfg, quick_model, spread_scores
 
 
 def test_channels_last_gives_the_same_losses_and_detections():

@@ -1,8 +1,6 @@
 """Tests of GeneralizedRCNN (Faster R-CNN + FPN): training and inference on the quick config, the
 config files, input checks, and a seconds-long train_net run."""
 import math
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -159,11 +157,7 @@ def test_shapes_configs_share_retinanets_backbone_data_and_schedule():
 
 
 def test_train_net_runs_the_tiny_config(tmp_path):
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import train_net
-    finally:
-        sys.path.pop(0)
+    from retinadet.engine import train_net
     out = tmp_path / "run"
     args = train_net.default_argument_parser().parse_args(
         ["--config-file", QUICK, "DATASETS.ROOT", str(tmp_path / "datasets"), "OUTPUT_DIR", str(out),

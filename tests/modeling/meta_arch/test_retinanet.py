@@ -5,9 +5,13 @@ import math
 import pytest
 import torch
 
-from quick_retinanet import (
-    NUM_CLASSES, H, W, hand_matched, quick_batch as _batch, quick_model as _model, spread_scores as _spread_scores,
-)
+from retinadet.utils.testing import QUICK_NUM_CLASSES as NUM_CLASSES
+from retinadet.utils.testing import QUICK_SIZE, hand_matched
+from retinadet.utils.testing import quick_batch as _batch
+from retinadet.utils.testing import quick_model as _model
+from retinadet.utils.testing import spread_scores as _spread_scores
+
+H, W = QUICK_SIZE
 
 from retinadet.checkpoint import load_weights
 from retinadet.modeling.losses import sigmoid_focal_loss

@@ -4,7 +4,12 @@ import math
 import pytest
 import torch
 
-from quick_retinanet import NUM_CLASSES, H, W, quick_batch as _batch, quick_model as _model
+from retinadet.utils.testing import QUICK_NUM_CLASSES as NUM_CLASSES
+from retinadet.utils.testing import QUICK_SIZE
+from retinadet.utils.testing import quick_batch as _batch
+from retinadet.utils.testing import quick_model as _model
+
+H, W = QUICK_SIZE
 
 
 @pytest.fixture(scope="module")

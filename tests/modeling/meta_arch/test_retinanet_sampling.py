@@ -6,8 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from quick_retinanet import NUM_CLASSES, hand_matched, quick_batch, quick_model, spread_scores
-
 from retinadet.config import get_cfg
 from retinadet.modeling import build_model
 from retinadet.modeling.losses import (
@@ -18,10 +16,22 @@ from retinadet.modeling.losses import (
     sigmoid_focal_loss_star,
 )
 from retinadet.modeling.matchers import IGNORE, POSITIVE
-from retinadet.modeling.meta_arch.dense_losses import _box_loss_sums, _cls_loss_sums, match_anchors, per_anchor_cls_losses
+from retinadet.modeling.meta_arch.dense_losses import (
+    _box_loss_sums,
+    _cls_loss_sums,
+    match_anchors,
+    per_anchor_cls_losses,
+)
 from retinadet.modeling.meta_arch.input_checks import check_targets
 from retinadet.modeling.samplers import BalancedRandomSampler, OHEMSampler
 from retinadet.utils.synthetic import make_synthetic_batch
+from retinadet.utils.testing import QUICK_NUM_CLASSES as NUM_CLASSES
+from retinadet.utils.testing import (
+    hand_matched,
+    quick_batch,
+    quick_model,
+    spread_scores,
+)
 
 SHAPES_TINY = str(Path(__file__).resolve().parents[3] / "configs" / "quick" / "retinanet_R_18_shapes_tiny.yaml")
 CE = ["MODEL.CLS_LOSS.NAME", "SigmoidFocalLoss", "MODEL.CLS_LOSS.GAMMA", 0.0, "MODEL.CLS_LOSS.ALPHA", -1.0]
