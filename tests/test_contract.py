@@ -1,7 +1,5 @@
 """Registry contracts: a plug-in that misses a member, or sits in the wrong registry, fails at build time
 with a message naming the class, the registry and what is missing."""
-import contextlib
-
 import pytest
 from torch import nn
 
@@ -21,25 +19,11 @@ from retinadet.registry import (
     ROI_BOX_HEAD_REGISTRY,
     build,
 )
-
-
-@contextlib.contextmanager
-def registered(reg, cls, name=None):
-    """Register ``cls`` for the duration of the block (the registries are global)."""
-    name = name or cls.__name__
-    reg._obj_map[name] = cls
-    try:
-        yield name
-    finally:
-        reg._obj_map.pop(name, None)
+from retinadet.utils.testing import get_config, registered
 
 
 def tiny_cfg(**model):
-    cfg = get_cfg()
-    cfg.merge_from_file("configs/quick/retinanet_R_18_shapes_tiny.yaml")
-    for key, value in model.items():
-        cfg.merge_from_list([key, value])
-    return cfg
+    return get_config("quick/retinanet_R_18_shapes_tiny.yaml", *[x for kv in model.items() for x in kv])
 
 
 def test_contract_members_are_read_from_the_protocol():
