@@ -288,8 +288,8 @@ class Detector(Buildable, Protocol):
     compile_targets: Sequence[str]  # submodules MODEL.COMPILE compiles (may be empty)
 
     def forward(self, batched_inputs: List[Dict[str, Any]]):
-        """Dataset dicts with "image" ``(3, H, W)`` (and "instances" in training) -> losses in training,
-        per image {"instances": {"boxes" (D, 4) xyxy, "scores" (D,), "classes" (D,)}} in eval."""
+        """Mapped dicts with "image" ``(3, H, W)`` (and "boxes", "labels" in training) -> losses in training,
+        per image {"boxes" (D, 4) xyxy, "scores" (D,), "labels" (D,)} in eval."""
 
 
 META_ARCH_REGISTRY = Registry("META_ARCH", Detector)
