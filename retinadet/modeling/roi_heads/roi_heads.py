@@ -161,10 +161,10 @@ class StandardROIHeads(nn.Module):
         num_channels = channels[in_features[0]]
         res = box_pooler.output_size
         box_head = build(ROI_BOX_HEAD_REGISTRY, bh.NAME, cfg, input_size=(num_channels, res[0], res[1]))
-        if not isinstance(getattr(box_head, "output_size", None), int):
+        if not isinstance(box_head.output_size, int):  # present: the ROIBoxHead contract requires it
             raise TypeError(
-                f"The box head '{bh.NAME}' (MODEL.ROI_BOX_HEAD.NAME) must expose its output width as an "
-                "int attribute output_size."
+                f"The box head '{bh.NAME}' (MODEL.ROI_BOX_HEAD.NAME) has output_size = {box_head.output_size!r}; "
+                "it must be the int width of its output features."
             )
         box_predictor = FastRCNNPredictor(box_head.output_size, rh.NUM_CLASSES, bh.CLS_AGNOSTIC_BBOX_REG)
         try:
