@@ -14,22 +14,19 @@
     python benchmarks/data.py --part loader    # one part
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from retinadet.config import get_cfg  # noqa: E402
-from retinadet.data import MetadataCatalog, build_detection_train_loader  # noqa: E402
-from retinadet.data.shapes import register_shapes  # noqa: E402
-from retinadet.evaluation import COCOEvaluator  # noqa: E402
+from retinadet.benchmark.timing import SplitTimer, time_loader
+from retinadet.config import get_cfg
+from retinadet.data import MetadataCatalog, build_detection_train_loader
+from retinadet.data.shapes import register_shapes
+from retinadet.evaluation import COCOEvaluator
+from retinadet.utils.file_io import atomic_write_json
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,13 +48,7 @@ def loader_throughput(root: str, split: str, workers: int, batch: int, warmup: i
     cfg.merge_from_list(["DATASETS.ROOT", root, "DATASETS.TRAIN", f"('{split}',)", "INPUT.MIN_SIZE_TRAIN", "(512,)",
                          "INPUT.MAX_SIZE_TRAIN", "853", "SOLVER.IMS_PER_BATCH", str(batch),
                          "DATALOADER.NUM_WORKERS", str(workers), "SEED", "0"])
-    iterator = iter(build_detection_train_loader(cfg))
-    for _ in range(warmup):
-        next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return batches * batch / (time.perf_counter() - start)
+    return time_loader(iter(build_detection_train_loader(cfg)), warmup, batches).items_per_s
 
 
 def _coco_case(folder: str, num_images: int, seed: int = 0):
@@ -83,8 +74,7 @@ def _coco_case(folder: str, num_images: int, seed: int = 0):
                                                                rng.integers(0, 6, 40)]), dtype=torch.int64)})
     categories = [{"id": k + 1, "name": f"class{k}"} for k in range(6)]
     json_file = os.path.join(folder, "gt.json")
-    with open(json_file, "w") as f:
-        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+    atomic_write_json(json_file, {"images": images, "annotations": annotations, "categories": categories})
     return json_file, inputs, outputs
 
 
@@ -98,13 +88,14 @@ def evaluation_time(num_images: int) -> dict:
                                       thing_dataset_id_to_contiguous_id={k + 1: k for k in range(6)})
         evaluator = COCOEvaluator(name, output_dir=folder, distributed=False)
         evaluator.reset()
-        start = time.perf_counter()
-        for item, output in zip(inputs, outputs):
-            evaluator.process([item], [output])
-        processed = time.perf_counter()
-        results = evaluator.evaluate()
-        done = time.perf_counter()
-    return {"process_s": processed - start, "evaluate_s": done - processed, "AP": results["bbox"]["AP"]}
+        timer = SplitTimer()
+        with timer("process"):
+            for item, output in zip(inputs, outputs):
+                evaluator.process([item], [output])
+        with timer("evaluate"):
+            results = evaluator.evaluate()
+    return {"process_s": timer.seconds["process"], "evaluate_s": timer.seconds["evaluate"],
+            "AP": results["bbox"]["AP"]}
 
 
 def main(argv=None) -> int:

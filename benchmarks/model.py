@@ -1,7 +1,9 @@
 """Speed of our R50-FPN RetinaNet against torchvision's retinanet_resnet50_fpn, measured in one run.
 
-Both models hold the same weights (torchvision's, converted with ``convert_torchvision_retinanet``),
-see the same input and run on the same number of threads (``--threads``, default 2). Cases:
+Both models hold the same weights (torchvision's model seeded and randomised as
+``retinadet.benchmark.torchvision_reference.BUSY_RETINANET``, converted into ours with
+``convert_torchvision_retinanet``), see the same input and run on the same number of threads
+(``--threads``, default 2). Cases:
 
 - train: batch 2 at 512 x 512 with random boxes and labels (seeded); forward, backward and an SGD
   step. torchvision's model is in train mode with min_size = max_size = 512, so it does not resize;
@@ -49,7 +51,6 @@ Usage::
 """
 import argparse
 import copy
-import gc
 import os
 import sys
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -57,65 +58,29 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 import torchvision
 from torch import Tensor, nn
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-from torchvision.ops.misc import FrozenBatchNorm2d
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import SplitTimer, median, peak_rss_mib, quantile, time_call  # noqa: E402
-
-from retinadet.checkpoint import convert_torchvision_retinanet, load_model_weights  # noqa: E402
-from retinadet.config import get_cfg  # noqa: E402
-from retinadet.modeling import build_model  # noqa: E402
-from retinadet.modeling.meta_arch.input_checks import check_targets  # noqa: E402
+from retinadet.benchmark.memory import peak_rss_mib
+from retinadet.benchmark.steps import train_step
+from retinadet.benchmark.timing import SplitTimer, median, quantile, time_in_turns
+from retinadet.benchmark.torchvision_reference import (
+    BUSY_RETINANET,
+    TORCHVISION_NUM_CLASSES,
+    ours_with_weights_of,
+    randomised_reference,
+)
+from retinadet.modeling.meta_arch.input_checks import check_targets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "torchvision", "retinanet_R_50_FPN.yaml")
-NUM_CLASSES = 91
 BOXES_PER_IMAGE = 8
 SEGMENTS = ("input", "dense", "anchors", "loss", "post", "sgd")
 OUTSIDE = ("input", "anchors", "loss", "post")
 
 
-def _torchvision_retinanet(min_size: int, max_size: int) -> nn.Module:
-    """torchvision's retinanet_resnet50_fpn as built for its pretrained weights (FrozenBN)."""
-    body = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-    backbone = _resnet_fpn_extractor(body, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
-    return torchvision.models.detection.RetinaNet(backbone, NUM_CLASSES, min_size=min_size, max_size=max_size)
-
-
-@torch.no_grad()
-def _randomise(model: nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial frozen-BN statistics, damped residual branches and a spread of class biases.
-
-    Damping the last norm of each residual branch keeps a random ResNet-50's features of order 1.
-    With the prior bias alone every score is 0.01, under the 0.05 threshold, and inference would
-    skip post-processing; biases uniform in [-10, -4] (the prior's -4.6 inside) let ~20k of the
-    4.5M (anchor, class) scores of a 512 x 512 image through.
-    """
-    for m in model.modules():
-        if isinstance(m, FrozenBatchNorm2d):
-            n = m.weight.numel()
-            m.running_mean.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
-            m.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            m.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            m.bias.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
-        if isinstance(m, torchvision.models.resnet.Bottleneck):
-            m.bn3.weight.mul_(0.2)
-    cls_logits = model.head.classification_head.cls_logits
-    cls_logits.bias.copy_(torch.rand(cls_logits.bias.shape, generator=generator) * 6.0 - 10.0)
-
-
 def _build_models(seed: int) -> Tuple[nn.Module, nn.Module]:
     """(torchvision's model, ours) with the same weights; torchvision's sizes are set per case."""
-    torch.manual_seed(seed)
-    reference = _torchvision_retinanet(512, 512)
-    _randomise(reference, torch.Generator().manual_seed(seed + 1))
-    cfg = get_cfg()
-    cfg.merge_from_file(CONFIG)
-    cfg.freeze()
-    ours = build_model(cfg)
-    report = load_model_weights(ours, convert_torchvision_retinanet(reference.state_dict()))
+    reference = randomised_reference(BUSY_RETINANET, 512, 512, seed=seed)
+    ours, report = ours_with_weights_of(reference, CONFIG)
     if report["missing"] or report["unexpected"] or report["skipped_shape"]:
         raise RuntimeError(f"Converted torchvision weights do not fit our model: {report}")
     trainable = [sum(p.numel() for p in m.parameters() if p.requires_grad) for m in (reference, ours)]
@@ -154,7 +119,7 @@ def _random_targets(n: int, height: int, width: int, generator: torch.Generator)
     for _ in range(n):
         size = torch.rand(BOXES_PER_IMAGE, 2, generator=generator) * (image_wh / 2 - 16) + 16
         corner = torch.rand(BOXES_PER_IMAGE, 2, generator=generator) * (image_wh - size)
-        labels = torch.randint(1, NUM_CLASSES, (BOXES_PER_IMAGE,), generator=generator)
+        labels = torch.randint(1, TORCHVISION_NUM_CLASSES, (BOXES_PER_IMAGE,), generator=generator)
         targets.append({"boxes": torch.cat([corner, corner + size], dim=1), "labels": labels})
     return targets
 
@@ -201,11 +166,10 @@ def _ours_infer_split(model, inputs, timer: SplitTimer) -> List[Dict[str, Tensor
         return model.inference(logits, deltas, anchors, images.image_sizes, inputs)
 
 
-def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, *args) -> Dict[str, Tensor]:
-    """Forward, backward of the summed losses, SGD step; returns the loss dict."""
-    losses = model(*args)
-    sum(losses.values()).backward()
-    optimizer.step()
+def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, *args) -> Dict[str, float]:
+    """train_step (forward, backward of the summed losses, SGD step), then the gradients dropped, so the
+    split run's backward starts from none, like the full step's; returns the losses."""
+    losses = train_step(model, optimizer, *args)
     optimizer.zero_grad(set_to_none=True)
     return losses
 
@@ -223,24 +187,25 @@ def _measure(
     repeats: int,
     warmup: int,
 ) -> Dict:
-    """Warm up, then time the three callables in turn ``repeats`` times; medians in ms."""
-    for _ in range(warmup):
-        run_reference(), run_ours(), run_split(SplitTimer())
-    gc.collect()
-    ref_times, our_times, splits = [], [], []
-    for i in range(repeats):
-        pair = [(ref_times, run_reference), (our_times, run_ours)]
-        for times, fn in pair if i % 2 == 0 else pair[::-1]:
-            times.append(time_call(fn))
+    """Warm up, then time torchvision's and our step in alternating turns ``repeats`` times, every round
+    followed by our split run; medians in ms."""
+    splits: List[Dict[str, float]] = []
+
+    def split_run(_: int) -> None:
         timer = SplitTimer()
         run_split(timer)
         splits.append(timer.seconds)
-    ratios = [o / r for o, r in zip(our_times, ref_times)]
+
+    runs = time_in_turns({"reference": lambda _: run_reference(), "ours": lambda _: run_ours()}, warmup, repeats,
+                         after_round=split_run)
+    splits = splits[warmup:]
+    reference, ours = runs["reference"], runs["ours"]
+    ratios = [o / r for o, r in zip(ours.times, reference.times)]
     ms = 1000.0
     return {
         "case": name,
-        "reference": median(ref_times) * ms,
-        "ours": median(our_times) * ms,
+        "reference": reference.median * ms,
+        "ours": ours.median * ms,
         "ratio_spread": (quantile(ratios, 0.25), quantile(ratios, 0.75)),
         "outside": median([sum(t.get(s, 0.0) for s in OUTSIDE) for t in splits]) * ms,
         "split_total": median([sum(t.values()) for t in splits]) * ms,
@@ -249,10 +214,10 @@ def _measure(
     }
 
 
-def _check_losses(reference_losses: Dict[str, Tensor], our_losses: Dict[str, Tensor]) -> str:
+def _check_losses(reference_losses: Dict[str, float], our_losses: Dict[str, float]) -> str:
     """Raise unless both models' losses agree to 1e-3 (relative); say how closely they do."""
     pairs = (("loss_cls", "classification"), ("loss_box_reg", "bbox_regression"))
-    diff = max(abs(our_losses[o].item() / reference_losses[r].item() - 1.0) for o, r in pairs)
+    diff = max(abs(our_losses[o] / reference_losses[r] - 1.0) for o, r in pairs)
     if diff > 1e-3:
         raise RuntimeError(f"The models compute different losses: {our_losses} vs {reference_losses}.")
     return f"losses agree to {diff:.1e} (relative)"

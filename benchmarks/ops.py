@@ -27,13 +27,14 @@ CUDA every call is synchronised.
 
 Peak extra memory. CPU: each (case, side) runs once more in a fresh child process (spawn), which
 builds the inputs, calls the op on their first 8 rows (thread pool and other one-time set-up),
-resets the kernel's peak-RSS mark (Linux /proc/self/clear_refs), reads it, calls the op and reads
-it again; the rise, in MiB, includes the op's output (shown in its own column). The mark read is
-VmHWM from /proc/self/status, not ru_maxrss: in a spawned child ru_maxrss never drops below the
-parent's peak (measured: it read the parent's 1.5 GB in a child using 0.5 GB). With ``--quick``
-a single child measures every case (ours first), a smoke test of the method: memory freed by one
-call can hide the next one's. CUDA: torch.cuda.max_memory_allocated during the call minus the
-memory allocated before it.
+starts a new peak (``retinadet.benchmark.memory.PeakMemory``: glibc's malloc_trim hands freed heap
+memory back, then the kernel's peak-RSS mark is reset through Linux /proc/self/clear_refs), reads
+it, calls the op and reads it again; the rise, in MiB, includes the op's output (shown in its own
+column). The mark read is VmHWM from /proc/self/status, not ru_maxrss: in a spawned child ru_maxrss
+never drops below the parent's peak (measured: it read the parent's 1.5 GB in a child using
+0.5 GB). With ``--quick`` a single child measures every case (ours first), a smoke test of the
+method: memory freed by one call can hide the next one's. CUDA: torch.cuda.max_memory_allocated
+during the call minus the memory allocated before it.
 
 Usage::
 
@@ -55,13 +56,12 @@ import torch
 import torchvision
 from torch import Tensor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import median, peak_rss_mib, quantile, time_call  # noqa: E402
-
-from retinadet import ops  # noqa: E402
-from retinadet.config import get_cfg  # noqa: E402
-from retinadet.modeling.anchor_generators.default import DefaultAnchorGenerator  # noqa: E402
-from retinadet.modeling.shape_spec import ShapeSpec  # noqa: E402
+from retinadet import ops
+from retinadet.benchmark.memory import MIB, PeakMemory
+from retinadet.benchmark.timing import quantile, time_in_turns
+from retinadet.config import get_cfg
+from retinadet.modeling.anchor_generators.default import DefaultAnchorGenerator
+from retinadet.modeling.shape_spec import ShapeSpec
 
 IMAGE_WIDTH, IMAGE_HEIGHT = 1333, 800
 SIZE_DIVISIBILITY = 32  # the backbone's: images are padded to a multiple of it before the anchors
@@ -73,7 +73,6 @@ GOALS = (
     "with no memory beyond its output; match_max_iou >= 10x with O(N + M) memory. "
     "On a GPU: at least torchvision's speed."
 )
-MIB = 1024.0 * 1024.0
 
 
 @dataclass
@@ -211,37 +210,11 @@ def _nbytes(result) -> int:
     return sum(_nbytes(r) for r in result)
 
 
-def _reset_peak_rss() -> bool:
-    """Lower this process's peak-RSS mark to its current RSS; False where that is not supported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:  # Linux >= 4.0: "5" resets the high-water mark
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mib() -> float:
-    """Peak RSS of this process's memory, MiB: VmHWM where /proc has it, else ru_maxrss.
-
-    In a spawned child ru_maxrss never drops below the parent's peak (the kernel folds the peak of
-    the memory replaced at exec into it), and the reset above cannot lower it; VmHWM is the same mark
-    for the child's own memory only.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return peak_rss_mib()
-
-
 def _cpu_memory_task(task: Tuple[Tuple[str, ...], Tuple[str, ...], bool, int, int]) -> Dict:
     """In a child process: {(case name, side): (peak extra MiB of one call, peak mark reset)}."""
     names, sides, quick, seed, threads = task
     torch.set_num_threads(threads)
+    memory = PeakMemory(torch.device("cpu"))
     results = {}
     for case in build_cases(quick, seed):
         if case.name not in names:
@@ -251,11 +224,11 @@ def _cpu_memory_task(task: Tuple[Tuple[str, ...], Tuple[str, ...], bool, int, in
             fn = case.reference if side == "reference" else case.ours
             fn(*(t[:8] for t in inputs))  # one-time set-up (thread pool, dispatch) kept out of the figure
             gc.collect()
-            reset = _reset_peak_rss()
-            before = _peak_rss_mib()
+            memory.reset()
+            before = memory.read()
             result = fn(*inputs)
             # RSS is counted in pages per CPU and read approximately: tenths of a MiB are noise.
-            results[(case.name, side)] = (max(0.0, _peak_rss_mib() - before), reset)
+            results[(case.name, side)] = (max(0.0, memory.read() - before), memory.resettable)
             del result
     return results
 
@@ -282,29 +255,13 @@ def cuda_extra_mib(fn: Callable[..., object], inputs: Tuple[Tensor, ...]) -> flo
     """Peak CUDA memory allocated during one call of ``fn`` beyond what was allocated before, MiB."""
     gc.collect()
     torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
+    memory = PeakMemory(inputs[0].device)
+    memory.reset()
     result = fn(*inputs)
     torch.cuda.synchronize()
-    extra = torch.cuda.max_memory_allocated() - before
+    extra = memory.read() - memory.base
     del result
-    return extra / MIB
-
-
-def _timer(fn: Callable[..., object], inputs: Tuple[Tensor, ...], cuda: bool) -> Callable[[], float]:
-    """A function returning the seconds of one call of ``fn(*inputs)``, synchronised on CUDA."""
-
-    def call() -> None:
-        fn(*inputs)
-        if cuda:
-            torch.cuda.synchronize()
-
-    def timed() -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        return time_call(call)
-
-    return timed
+    return extra
 
 
 def time_case(case: Case, device: torch.device, args) -> Dict:
@@ -317,20 +274,14 @@ def time_case(case: Case, device: torch.device, args) -> Dict:
     memory = {}
     if cuda:
         memory = {"reference": cuda_extra_mib(case.reference, inputs), "ours": cuda_extra_mib(case.ours, inputs)}
-    run_reference, run_ours = _timer(case.reference, inputs, cuda), _timer(case.ours, inputs, cuda)
-    for _ in range(args.warmup - 1):  # the check above was the first warm-up call
-        run_reference(), run_ours()
-    gc.collect()
-    reference_times, our_times = [], []
-    for i in range(args.repeat):
-        pair = [(reference_times, run_reference), (our_times, run_ours)]
-        for times, run in pair if i % 2 == 0 else pair[::-1]:
-            times.append(run())
-    ratios = [r / o for r, o in zip(reference_times, our_times)]
+    calls = {"reference": lambda _: case.reference(*inputs), "ours": lambda _: case.ours(*inputs)}
+    # The check above was the first warm-up call.
+    runs = time_in_turns(calls, args.warmup - 1, args.repeat, device=device)
+    ratios = [r / o for r, o in zip(runs["reference"].times, runs["ours"].times)]
     return {
         "case": case.name,
-        "reference": median(reference_times) * 1000.0,
-        "ours": median(our_times) * 1000.0,
+        "reference": runs["reference"].median * 1000.0,
+        "ours": runs["ours"].median * 1000.0,
         "spread": (quantile(ratios, 0.25), quantile(ratios, 0.75)),
         "output_mib": output_mib,
         "note": note,

@@ -19,12 +19,12 @@ and after. Reading the numbers: wall-clock time on a shared CPU; rerun on an idl
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 from typing import Dict, List, Sequence, Tuple
 
 import torch
+
+from retinadet.benchmark.timing import time_call, time_in_turns
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CONFIG = os.path.join(REPO, "configs", "shapes", "retinanet_R_18_FPN.yaml")
@@ -99,32 +99,22 @@ def main(argv: Sequence[str] = None) -> int:
     from retinadet.utils.events import EventStorage
 
     load_before = os.getloadavg()[0]
-    steps, times, warmup = {}, {}, {}
+    steps, warmup = {}, {}
     with EventStorage(0):
         for short in args.variants:
             steps[short] = build_step(VARIANTS[SHORT[short]][1], args.data_root)
-            times[short] = []
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                steps[short][0]()
-            warmup[short] = time.perf_counter() - start
-        for _ in range(args.rounds):
-            for short in args.variants:
-                step, _ = steps[short]
-                # The other variants' loader workers refill their prefetch queues after their turn; let
-                # them finish, so this variant's steps share the cores with its own workers only.
-                time.sleep(SETTLE_S)
-                for _ in range(args.steps):
-                    start = time.perf_counter()
-                    step()
-                    times[short].append(time.perf_counter() - start)
+            warmup[short] = time_call(lambda: [steps[short][0]() for _ in range(args.steps)])
+        # The other variants' loader workers refill their prefetch queues after their turn; the second of
+        # settling lets them finish, so each variant's steps share the cores with its own workers only.
+        calls = {short: (lambda _round, run=run: run()) for short, (run, _images) in steps.items()}
+        runs = time_in_turns(calls, 0, args.rounds, calls_per_turn=args.steps, alternate=False, settle_s=SETTLE_S)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load_before:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after; {args.rounds} rounds x {args.steps} steps per variant")
     print("| variant | s/step | images/step | images/s | vs first | warm-up round s |")
     print("|---|---|---|---|---|---|")
     reference = None
     for short in args.variants:
-        seconds = statistics.median(times[short])
+        seconds = runs[short].median
         images_per_s = steps[short][1] / seconds
         reference = reference or images_per_s
         print(f"| {SHORT[short]} | {seconds:.3f} | {steps[short][1]} | {images_per_s:.1f} | "

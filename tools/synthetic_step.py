@@ -9,6 +9,9 @@ import sys
 
 import torch
 
+from retinadet.benchmark.config import num_classes
+from retinadet.benchmark.model_size import count_parameters
+from retinadet.benchmark.steps import train_step
 from retinadet.config import get_cfg
 from retinadet.modeling import build_model
 from retinadet.utils.synthetic import make_synthetic_batch
@@ -36,22 +39,17 @@ def main(argv=None) -> int:
     torch.manual_seed(max(cfg.SEED, 0))
 
     model = build_model(cfg)
-    num_params = sum(p.numel() for p in model.parameters())
+    num_params = count_parameters(model)["total"]
     print(f"config: {args.config_file}  model: {cfg.MODEL.META_ARCHITECTURE}  parameters: {num_params:,}")
-    num_classes = cfg.MODEL.RETINANET.NUM_CLASSES
-    batch = make_synthetic_batch(args.images, *args.size, num_classes=num_classes, seed=args.seed)
+    batch = make_synthetic_batch(args.images, *args.size, num_classes=num_classes(cfg), seed=args.seed)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
     model.train()
     for step in range(1, args.steps + 1):
-        losses = model(batch)
-        total = sum(losses.values())
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        terms = "  ".join(f"{k}={v.item():.4f}" for k, v in losses.items())
-        print(f"step {step}: {terms}  total={total.item():.4f}")
+        losses = train_step(model, optimizer, batch)
+        terms = "  ".join(f"{k}={v:.4f}" for k, v in losses.items())
+        print(f"step {step}: {terms}  total={sum(losses.values()):.4f}")
 
     model.eval()
     with torch.no_grad():

@@ -4,22 +4,16 @@ import json
 import logging
 import math
 import os
-import resource
 from typing import Any, Dict, List, Optional
 
 import torch
 
+from retinadet.benchmark.memory import peak_memory_mb
+
 from .events import get_event_storage
+from .file_io import atomic_write
 
-__all__ = ["CommonMetricPrinter", "EventWriter", "JSONWriter", "TensorboardWriter", "peak_memory_mb", "read_metrics"]
-
-
-def peak_memory_mb(device: Optional[torch.device] = None) -> float:
-    """Peak memory of this process in MiB: allocated CUDA memory on a CUDA device, else peak RSS."""
-    if device is not None and device.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+__all__ = ["CommonMetricPrinter", "EventWriter", "JSONWriter", "TensorboardWriter", "read_metrics"]
 
 
 class EventWriter:
@@ -38,7 +32,7 @@ class EventWriter:
 
 class CommonMetricPrinter(EventWriter):
     """Logs one line: iteration, ETA, every ``loss*`` scalar (median over the window), lr, step and
-    data time, peak memory.
+    data time, peak memory (retinadet.benchmark.memory.peak_memory_mb).
 
     Args:
         max_iter: the run's last iteration, for the ETA.
@@ -89,7 +83,7 @@ class JSONWriter(EventWriter):
 
     ``begin(start_iter)`` with ``start_iter`` > 0 (a resumed run) first drops the lines of
     iterations at or after ``start_iter``, written by the interrupted run after its last checkpoint,
-    so the file describes one history. The rewrite goes through a temporary file and a rename.
+    so the file describes one history. The rewrite is atomic (retinadet.utils.file_io.atomic_write).
     """
 
     def __init__(self, json_file: str, window: int = 20) -> None:
@@ -105,11 +99,9 @@ class JSONWriter(EventWriter):
 
     def _drop_lines_from(self, start_iter: int) -> None:
         kept = [line for line in read_metrics(self._json_file) if line.get("iteration", -1) < start_iter]
-        tmp = self._json_file + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_write(self._json_file) as f:
             for line in kept:
                 f.write(json.dumps(line, sort_keys=True) + "\n")
-        os.replace(tmp, self._json_file)
 
     def write(self) -> None:
         storage = get_event_storage()

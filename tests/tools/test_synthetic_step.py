@@ -16,6 +16,7 @@ COMMANDS = {
     "three_steps": ["--config-file", QUICK_CONFIG, "--steps", "3", "--size", "96", "128"],
     "missing_config": ["--steps", "1"],
     "unknown_key": ["--config-file", QUICK_CONFIG, "MODEL.RETINANET.NUM_CLASSE", "5"],
+    "faster_rcnn": ["--config-file", "configs/quick/faster_rcnn_R_18_shapes_tiny.yaml", "--size", "64", "96"],
 }
 
 
@@ -65,3 +66,14 @@ def test_unknown_config_key_names_the_closest_key(runs):
     assert "MODEL.RETINANET.NUM_CLASSE" in err
     assert "Did you mean 'MODEL.RETINANET.NUM_CLASSES'" in err
     assert "step 1" not in out
+
+
+def test_a_faster_rcnn_gets_labels_of_its_own_classes(runs):
+    # The batch's labels are drawn from MODEL.ROI_HEADS.NUM_CLASSES (6 here), not RetinaNet's key (80 by
+    # default), so the model accepts them and trains its RPN and box head.
+    code, out, err = runs["faster_rcnn"]
+    assert code == 0, err
+    assert re.search(r"^step 1: loss_rpn_cls=\S+\s+loss_rpn_loc=\S+\s+loss_cls=\S+\s+loss_box_reg=\S+", out,
+                     re.MULTILINE), out
+    labels = [int(label) for label in re.findall(r"\((\d+), \[", out)]
+    assert labels and max(labels) < 6

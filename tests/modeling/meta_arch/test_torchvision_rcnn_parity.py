@@ -1,81 +1,24 @@
 """Parity with torchvision's fasterrcnn_resnet50_fpn: same weights, same input, same numbers."""
 import pytest
 import torch
-import torchvision
-from torch import nn
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.detection.rpn import concat_box_prediction_layers
-from torchvision.ops.misc import FrozenBatchNorm2d
 
-from retinadet.checkpoint import convert_torchvision_faster_rcnn, load_model_weights
-from retinadet.config import get_cfg
-from retinadet.modeling import build_model
+from retinadet.benchmark.torchvision_reference import PARITY_FASTER_RCNN, randomised_reference
 from retinadet.structures import ImageList
+from tests.modeling.meta_arch.torchvision_parity_checks import assert_same_detections, converted_pair
 
 CONFIG = "configs/torchvision/faster_rcnn_R_50_FPN.yaml"
-NUM_CLASSES = 91  # torchvision's outputs: background (0) and COCO ids 1..90
 H, W = 256, 320  # multiples of 32: torchvision pads nothing and, with min/max size = H/W, resizes nothing
 TOL = 1e-3
 
 
-def _torchvision_faster_rcnn() -> nn.Module:
-    """torchvision's fasterrcnn_resnet50_fpn exactly as it is built for its pretrained weights.
-
-    With ``weights`` given, torchvision builds the ResNet-50 with FrozenBatchNorm2d and 3 trainable
-    stages (FPN on layer1-4 with LastLevelMaxPool); ``weights=None`` would switch to BatchNorm2d.
-    These are the same calls without a download.
-    """
-    body = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
-    backbone = _resnet_fpn_extractor(body, 3)
-    return torchvision.models.detection.FasterRCNN(backbone, NUM_CLASSES, min_size=H, max_size=W)
-
-
-def _randomise(model: nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial frozen-BN statistics, and objectness and class scores spread as after training.
-
-    With default statistics a misplaced norm would go unnoticed. The last norm of each residual
-    branch is scaled down, as training leaves it: a random ResNet-50 otherwise grows features so
-    large that float32 rounding of the two equivalent input normalisations ((x - 255m) / 255s
-    here, (x / 255 - m) / s in torchvision) shows in the boxes. With its initial weights the RPN
-    gives every anchor nearly the same objectness (top-k and NMS would then pick among near-ties),
-    and the classifier gives every class about 1/91 < 0.05: both get spread-out weights and biases.
-    """
-    for m in model.modules():
-        if isinstance(m, FrozenBatchNorm2d):
-            n = m.weight.numel()
-            m.running_mean.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
-            m.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            m.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
-            m.bias.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torchvision.models.resnet.Bottleneck):
-                m.bn3.weight.mul_(0.2)
-        cls_logits = model.rpn.head.cls_logits
-        cls_logits.weight.mul_(300.0)
-        cls_logits.bias.copy_(torch.rand(cls_logits.bias.shape, generator=generator) * 4.0 - 2.0)
-        model.rpn.head.bbox_pred.weight.mul_(10.0)
-        cls_score = model.roi_heads.box_predictor.cls_score
-        cls_score.weight.mul_(100.0)
-        cls_score.bias.copy_(torch.rand(cls_score.bias.shape, generator=generator) * 4.0)
-        model.roi_heads.box_predictor.bbox_pred.weight.mul_(10.0)
-
-
 @pytest.fixture(scope="module")
 def models():
-    torch.manual_seed(0)
-    reference = _torchvision_faster_rcnn()
-    _randomise(reference, torch.Generator().manual_seed(1))
-    reference.eval()
-
-    cfg = get_cfg()
-    cfg.merge_from_file(CONFIG)
-    cfg.freeze()
-    ours = build_model(cfg)
-    report = load_model_weights(ours, convert_torchvision_faster_rcnn(reference.state_dict()))
-    assert not report["missing"] and not report["unexpected"] and not report["skipped_shape"], report
-    ours.eval()
-    return reference, ours
+    """torchvision's fasterrcnn_resnet50_fpn (91 classes: background 0 and COCO ids 1..90) as built for its
+    pretrained weights (FrozenBN, three trainable stages, FPN on layer1-4 with LastLevelMaxPool;
+    PARITY_FASTER_RCNN: random frozen norms, damped residual branches, objectness and class scores spread
+    as after training), and ours holding its converted weights."""
+    return converted_pair(randomised_reference(PARITY_FASTER_RCNN, H, W), CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -148,26 +91,6 @@ def test_proposals_equal_on_equal_features(models, rpn_outputs):
         assert torch.equal(prop["objectness_logits"].sigmoid(), ref_s)
 
 
-def _assert_same_detections(actual, expected, tol=TOL):
-    """One-to-one match: every detection has a partner with the same label, score and box within tol.
-
-    Position-by-position comparison would fail on float noise when two scores are nearly equal
-    and NMS order swaps them, which says nothing about the method.
-    """
-    assert len(actual["boxes"]) == len(expected["boxes"])
-    assert (actual["scores"] - expected["scores"]).abs().max() < tol  # both sorted by score
-    unused = torch.ones(len(expected["boxes"]), dtype=torch.bool)
-    for box, score, label in zip(actual["boxes"], actual["scores"], actual["labels"]):
-        close = (
-            unused
-            & (expected["labels"] == label)
-            & ((expected["scores"] - score).abs() < tol)
-            & ((expected["boxes"] - box).abs().max(dim=1).values < tol)
-        )
-        assert close.any(), (box, score, label)
-        unused[close.nonzero()[0]] = False
-
-
 def test_detections_match(models, images):
     reference, ours = models
     with torch.no_grad():
@@ -178,7 +101,7 @@ def test_detections_match(models, images):
         assert len(exp["labels"].unique()) > 1
         assert exp["labels"].min() >= 1
         # torchvision's label L (1..90) is ours L - 1.
-        _assert_same_detections(act, {**exp, "labels": exp["labels"] - 1})
+        assert_same_detections(act, {**exp, "labels": exp["labels"] - 1}, tol=TOL)
 
 
 def test_rpn_training_proposals_and_losses_match(models, images):
