@@ -6,6 +6,7 @@ Needs neither pytest nor a checkout, except ``load_tool`` (the scripts under ``t
 import contextlib
 import importlib.util
 import os
+import subprocess
 from types import ModuleType
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -14,8 +15,8 @@ from torch import Tensor, nn
 
 __all__ = [
     "QUICK_CONFIG", "QUICK_NUM_CLASSES", "QUICK_SIZE",
-    "config_file", "get_config", "quick_cfg", "quick_model", "quick_batch", "spread_scores", "hand_matched",
-    "registered", "load_tool", "random_boxes", "clustered_boxes",
+    "config_file", "get_config", "solver_config", "quick_cfg", "quick_model", "quick_batch", "spread_scores", "hand_matched",
+    "registered", "load_tool", "run_together", "random_boxes", "clustered_boxes",
 ]
 
 # The small RetinaNet of the model tests: ResNet-18 with GroupNorm, a 64-channel FPN, K = 3 classes.
@@ -38,6 +39,16 @@ def get_config(name: str, *opts: Any):
     cfg = get_cfg()
     cfg.merge_from_file(config_file(name))
     cfg.merge_from_list([str(o) for o in opts])
+    return cfg
+
+
+def solver_config(**solver: Any):
+    """The default config with the given ``SOLVER.<KEY>=value`` set (no checks: tests set any value)."""
+    from retinadet.config import get_cfg
+
+    cfg = get_cfg()
+    for key, value in solver.items():
+        setattr(cfg.SOLVER, key, value)
     return cfg
 
 
@@ -123,6 +134,23 @@ def load_tool(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_together(commands: Dict[str, List[str]], cwd: Optional[str] = None,
+                 envs: Optional[Dict[str, Dict[str, str]]] = None, timeout: float = 300) -> Dict[str, tuple]:
+    """Start every ``commands[name]`` (an argv) at once, each with ``envs[name]`` when given (else this
+    process's environment), and wait for all: {name: (exit status, stdout, stderr)}. Commands that each
+    spend seconds importing torch overlap their start-up."""
+    processes = {
+        name: subprocess.Popen(argv, cwd=cwd, env=(envs or {}).get(name), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        for name, argv in commands.items()
+    }
+    results = {}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=timeout)
+        results[name] = (process.returncode, stdout, stderr)
+    return results
 
 
 def random_boxes(generator: torch.Generator, n: int, extent: float = 100.0, max_size: float = 40.0,

@@ -12,15 +12,8 @@ from PIL import Image
 
 from retinadet.data.catalog import DatasetCatalog, MetadataCatalog
 from retinadet.data.coco import (
-    CLIPPED,
-    DROPPED_NON_POSITIVE,
-    DROPPED_OUTSIDE,
-    filter_images,
-    get_detection_dataset_dicts,
-    load_coco_json,
-    read_coco_instances,
-    register_coco_instances,
-    summarize,
+    CLIPPED, DROPPED_NON_POSITIVE, DROPPED_OUTSIDE, filter_images, get_detection_dataset_dicts,
+    load_coco_json, read_coco_instances, register_coco_instances, summarize,
 )
 
 # Category ids are not contiguous and not in order; labels follow increasing id: 1, 3, 7, 90.

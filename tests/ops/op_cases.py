@@ -18,7 +18,7 @@ from retinadet.utils.testing import clustered_boxes, random_boxes  # noqa: F401 
 __all__ = [
     "DTYPES", "REDUCED_DTYPES", "PATHS", "OP_NAMES", "EXAMPLES", "OFFSETS", "implementation", "has_kernel",
     "box_rows", "scores_for", "thresholds", "as_boxes", "tv_box_iou", "dense_match_reference",
-    "batched_nms_reference", "random_boxes", "clustered_boxes", "raises_naming",
+    "batched_nms_reference", "random_boxes", "clustered_boxes", "raises_naming", "bad_argument_test",
 ]
 
 DTYPES = (torch.float32, torch.float64)
@@ -141,3 +141,16 @@ def batched_nms_reference(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thres
 def raises_naming(name: str):
     """``pytest.raises(ValueError)`` whose message names ``name`` as a whole word."""
     return pytest.raises(ValueError, match=rf"(?<![\w]){name}(?![\w])")
+
+
+def bad_argument_test(cases):
+    """A test, parametrized over both PATHS and ``cases`` (``(id, call, name)``: ``call(ops)`` must raise
+    a ValueError naming ``name``), for a test module to bind to a ``test_...`` name."""
+
+    @pytest.mark.parametrize("path", PATHS)
+    @pytest.mark.parametrize("call, name", [c[1:] for c in cases], ids=[c[0] for c in cases])
+    def test(path, call, name):
+        with raises_naming(name):
+            call(implementation(path))
+
+    return test

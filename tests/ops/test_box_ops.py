@@ -8,17 +8,8 @@ from hypothesis import strategies as st
 from retinadet import ops
 from retinadet.ops import fallback
 from tests.ops.op_cases import (
-    DTYPES,
-    EXAMPLES,
-    OFFSETS,
-    PATHS,
-    REDUCED_DTYPES,
-    as_boxes,
-    box_rows,
-    implementation,
-    raises_naming,
-    random_boxes,
-    tv_box_iou,
+    bad_argument_test, DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, box_rows, implementation, raises_naming,
+    random_boxes, tv_box_iou,
 )
 
 # ---------------------------------------------------------------------------- values
@@ -243,12 +234,7 @@ BAD_IOU_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("call, name", [c[1:] for c in BAD_IOU_ARGUMENTS],
-                         ids=[c[0] for c in BAD_IOU_ARGUMENTS])
-def test_bad_arguments_raise_value_error_naming_them(path, call, name):
-    with raises_naming(name):
-        call(implementation(path))
+test_bad_arguments_raise_value_error_naming_them = bad_argument_test(BAD_IOU_ARGUMENTS)
 
 
 @pytest.mark.parametrize("path", PATHS)

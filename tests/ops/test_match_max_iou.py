@@ -11,17 +11,8 @@ from retinadet.modeling.anchor_generators import DefaultAnchorGenerator
 from retinadet.modeling.matchers import iou_matcher
 from retinadet.modeling.matchers.iou_matcher import IoUMatcher
 from tests.ops.op_cases import (
-    DTYPES,
-    EXAMPLES,
-    OFFSETS,
-    PATHS,
-    REDUCED_DTYPES,
-    as_boxes,
-    box_rows,
-    dense_match_reference,
-    implementation,
-    raises_naming,
-    random_boxes,
+    bad_argument_test, DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, box_rows, dense_match_reference,
+    implementation, raises_naming, random_boxes,
 )
 
 
@@ -223,12 +214,7 @@ BAD_MATCH_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("call, name", [c[1:] for c in BAD_MATCH_ARGUMENTS],
-                         ids=[c[0] for c in BAD_MATCH_ARGUMENTS])
-def test_bad_arguments_raise_value_error_naming_them(path, call, name):
-    with raises_naming(name):
-        call(implementation(path))
+test_bad_arguments_raise_value_error_naming_them = bad_argument_test(BAD_MATCH_ARGUMENTS)
 
 
 @pytest.mark.parametrize("path", PATHS)

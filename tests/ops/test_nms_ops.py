@@ -8,20 +8,8 @@ from hypothesis import strategies as st
 from retinadet import ops
 from retinadet.ops import fallback
 from tests.ops.op_cases import (
-    DTYPES,
-    EXAMPLES,
-    OFFSETS,
-    PATHS,
-    REDUCED_DTYPES,
-    as_boxes,
-    batched_nms_reference,
-    box_rows,
-    clustered_boxes,
-    implementation,
-    raises_naming,
-    random_boxes,
-    scores_for,
-    thresholds,
+    bad_argument_test, DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, batched_nms_reference, box_rows,
+    clustered_boxes, implementation, raises_naming, random_boxes, scores_for, thresholds,
 )
 
 
@@ -296,12 +284,7 @@ BAD_NMS_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("call, name", [c[1:] for c in BAD_NMS_ARGUMENTS],
-                         ids=[c[0] for c in BAD_NMS_ARGUMENTS])
-def test_bad_arguments_raise_value_error_naming_them(path, call, name):
-    with raises_naming(name):
-        call(implementation(path))
+test_bad_arguments_raise_value_error_naming_them = bad_argument_test(BAD_NMS_ARGUMENTS)
 
 
 @pytest.mark.parametrize("path", PATHS)

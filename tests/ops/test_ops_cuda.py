@@ -11,22 +11,9 @@ from retinadet.modeling.matchers import iou_matcher
 from retinadet.modeling.matchers.iou_matcher import IoUMatcher
 from retinadet.ops import fallback
 from tests.ops.op_cases import (
-    DTYPES,
-    EXAMPLES,
-    OFFSETS,
-    PATHS,
-    REDUCED_DTYPES,
-    as_boxes,
-    batched_nms_reference,
-    box_rows,
-    clustered_boxes,
-    dense_match_reference,
-    implementation,
-    raises_naming,
-    random_boxes,
-    scores_for,
-    thresholds,
-    tv_box_iou,
+    DTYPES, EXAMPLES, OFFSETS, PATHS, REDUCED_DTYPES, as_boxes, batched_nms_reference, box_rows,
+    clustered_boxes, dense_match_reference, implementation, raises_naming, random_boxes, scores_for,
+    thresholds, tv_box_iou,
 )
 
 pytestmark = pytest.mark.skipif(

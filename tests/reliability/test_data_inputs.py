@@ -8,13 +8,8 @@ from PIL import Image
 
 from retinadet.data.catalog import DatasetCatalog
 from retinadet.data.coco import (
-    CLIPPED,
-    DROPPED_NON_POSITIVE,
-    DROPPED_OUTSIDE,
-    filter_images,
-    get_detection_dataset_dicts,
-    load_coco_json,
-    read_coco_instances,
+    CLIPPED, DROPPED_NON_POSITIVE, DROPPED_OUTSIDE, filter_images, get_detection_dataset_dicts,
+    load_coco_json, read_coco_instances,
 )
 from retinadet.data.image_io import read_image
 from retinadet.data.mapper import DatasetMapper

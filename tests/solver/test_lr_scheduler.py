@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from retinadet.config import get_cfg
 from retinadet.solver import WarmupCosineLR, WarmupMultiStepLR, build_lr_scheduler, warmup_factor_at_iter
+from retinadet.utils.testing import solver_config
 
 
 def _optimizer(lr: float = 0.1) -> torch.optim.SGD:
@@ -143,11 +143,7 @@ def test_resume_from_state_dict_matches_uninterrupted(name: str):
     assert _lrs(opt_c, sched_c, 11) == pytest.approx(reference[3:], rel=1e-12)
 
 
-def _cfg(**solver):
-    cfg = get_cfg()
-    for key, value in solver.items():
-        setattr(cfg.SOLVER, key, value)
-    return cfg
+_cfg = solver_config
 
 
 def test_build_lr_scheduler_reads_solver_keys():

@@ -5,6 +5,7 @@ from torch import nn
 
 from retinadet.config import get_cfg
 from retinadet.solver import build_optimizer, get_default_optimizer_params
+from retinadet.utils.testing import solver_config
 
 
 class _Net(nn.Module):
@@ -60,11 +61,7 @@ def test_empty_groups_are_left_out():
     assert groups[0]["weight_decay"] == 1e-4
 
 
-def _cfg(**solver):
-    cfg = get_cfg()
-    for key, value in solver.items():
-        setattr(cfg.SOLVER, key, value)
-    return cfg
+_cfg = solver_config
 
 
 def test_build_optimizer_values():

@@ -1,11 +1,12 @@
 """Tests of tools/synthetic_step.py run as a script, as a user runs it."""
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from retinadet.utils.testing import run_together
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = "tools/synthetic_step.py"
@@ -23,21 +24,7 @@ COMMANDS = {
 @pytest.fixture(scope="module")
 def runs():
     """{name: (exit code, stdout, stderr)}; the runs start together (each spends seconds importing)."""
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, SCRIPT, *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, args in COMMANDS.items()
-    }
-    results = {}
-    for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
-        results[name] = (process.returncode, stdout, stderr)
-    return results
+    return run_together({name: [sys.executable, SCRIPT, *args] for name, args in COMMANDS.items()}, cwd=str(REPO))
 
 
 def test_three_steps_print_finite_losses_and_detections(runs):

@@ -3,7 +3,6 @@ import os
 import platform
 import shutil
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Dict
@@ -15,6 +14,7 @@ import torchvision
 import retinadet
 from retinadet import ops
 from retinadet.utils import collect_env
+from retinadet.utils.testing import run_together
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,22 +39,9 @@ def runs(tmp_path_factory):
     empty_bin = tmp_path_factory.mktemp("empty_bin")
     disabled_env = {**os.environ, "RETINADET_DISABLE_EXT": "1", "OMP_NUM_THREADS": "1", "PATH": str(empty_bin)}
     envs = {"default": dict(os.environ), "disabled": disabled_env}
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "retinadet.utils.collect_env"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, env in envs.items()
-    }
-    results = {}
-    for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
-        results[name] = (process.returncode, _rows(stdout), stderr)
-    return results
+    command = [sys.executable, "-m", "retinadet.utils.collect_env"]
+    results = run_together({name: command for name in envs}, cwd=str(REPO), envs=envs)
+    return {name: (status, _rows(stdout), stderr) for name, (status, stdout, stderr) in results.items()}
 
 
 def _kernels_here() -> str:
