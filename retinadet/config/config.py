@@ -9,6 +9,8 @@ import yaml
 from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
+from .yaml_loader import load_config_yaml
+
 __all__ = ["CfgNode", "config_extension", "get_cfg"]
 
 logger = logging.getLogger(__name__)
@@ -131,6 +133,12 @@ class CfgNode(_FvcoreCfgNode):
     @classmethod
     def _read_mapping(cls, filename: str) -> Dict:
         """The top-level mapping of one YAML file (its ``_BASE_`` left in)."""
+        if filename.endswith(".py"):
+            raise ValueError(
+                f"Config file {filename} is a Python config (detectron2's LazyConfig); Python configs are not "
+                "executed: retinadet reads YAML configs. Use the YAML config of that model (detectron2's "
+                "model zoo has one beside most .py files, e.g. COCO-Detection/retinanet_R_50_FPN_1x.yaml)."
+            )
         try:
             with cls._open_cfg(filename) as f:
                 text = f.read()
@@ -138,7 +146,7 @@ class CfgNode(_FvcoreCfgNode):
             raise ValueError(f"Config file {filename} is not a text file (byte {e.start} is not UTF-8); a config "
                              "is a YAML mapping of keys such as MODEL: ...") from e
         try:
-            loaded = yaml.safe_load(text)
+            loaded = load_config_yaml(text)
         except yaml.constructor.ConstructorError as e:
             raise ValueError(
                 f"Config file {filename} uses a YAML tag that is not allowed: {e.problem} "

@@ -86,6 +86,8 @@ def test_merge_into_a_frozen_config_is_refused():
     "!!python/object/apply:os.system",
     "!!python/object/new:os.system",
     "!!python/name:os.system",
+    "!!python/object/apply:subprocess.call",
+    "!!python/object/apply:builtins.exec",
 ])
 def test_yaml_code_tags_are_refused_and_never_run(tmp_path, tag):
     marker = tmp_path / "MARKER"
