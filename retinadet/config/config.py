@@ -9,6 +9,7 @@ import yaml
 from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
+from .detectron2 import looks_like_detectron2, translate_detectron2
 from .yaml_loader import load_config_yaml
 
 __all__ = ["CfgNode", "config_extension", "get_cfg"]
@@ -162,8 +163,12 @@ class CfgNode(_FvcoreCfgNode):
         return loaded
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
-        """Merge a YAML file (with its ``_BASE_`` chain) into this config, checking every key."""
+        """Merge a YAML file (with its ``_BASE_`` chain) into this config, checking every key. A detectron2
+        config (recognised by its keys) is translated first (``retinadet.config.detectron2``)."""
         loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+        if looks_like_detectron2(loaded, _full_keys(self)):
+            logger.info("Reading %s as a detectron2 config (its keys translated to retinadet's).", cfg_filename)
+            loaded = translate_detectron2(loaded, f"file {cfg_filename}", _full_keys(self))
         model = loaded.get("MODEL") if isinstance(loaded, dict) else None
         if isinstance(model, dict) and model.get("PLUGINS"):
             model["PLUGINS"] = [_resolve_plugin(p, cfg_filename) for p in model["PLUGINS"]]

@@ -48,7 +48,7 @@ def test_config_values_are_detectron2s(cfg):
     assert cfg.MODEL.RESNETS.NORM == "FrozenBN"
     assert cfg.MODEL.BACKBONE.FREEZE_AT == 2
     assert cfg.MODEL.FPN.TOP_BLOCK_IN_FEATURE == "res5"
-    assert cfg.MODEL.BOX_LOSS.NAME == "SmoothL1Loss" and cfg.MODEL.BOX_LOSS.BETA == 0.1
+    assert cfg.MODEL.BOX_LOSS.NAME == "SmoothL1Loss" and cfg.MODEL.BOX_LOSS.BETA == 0.0  # plain L1, as Base-RetinaNet.yaml of detectron2 sets it
     assert cfg.MODEL.RETINANET.LOSS_NORMALIZER_MOMENTUM == 0.9
     assert cfg.MODEL.RETINANET.NORMALIZE_PER_IMAGE is False
     assert cfg.MODEL.RETINANET.NUM_CLASSES == 80
@@ -66,7 +66,7 @@ def test_built_model_has_detectron2s_structure(model):
     # P6 from C5: 2048 input channels (P5 would give 256).
     assert model.neck.top_convs[0].in_channels == 2048
     assert model.neck.top_convs[1].in_channels == 256
-    assert isinstance(model.box_loss, SmoothL1Loss) and model.box_loss.beta == 0.1
+    assert isinstance(model.box_loss, SmoothL1Loss) and model.box_loss.beta == 0.0
     assert model.loss_normalizer_momentum == 0.9
     assert model.num_classes == 80
     assert model.head.cls_score.out_channels == 9 * 80
