@@ -18,7 +18,7 @@ import logging
 from typing import Any, Dict, List, Tuple
 
 from .detectron2_keys import (
-    DETECTRON2_KEYS, IGNORED_SECTION_REASON, IGNORED_SECTIONS, LABEL_NAMES, Fixed, Ignored, Joint, Map,
+    DETECTRON2_KEYS, IGNORED_SECTION_REASON, IGNORED_SECTIONS, JOINT_GROUPS, LABEL_NAMES, Fixed, Ignored, Joint, Map,
 )
 
 __all__ = ["looks_like_detectron2", "translate_detectron2", "IMPLIED"]
@@ -29,6 +29,14 @@ logger = logging.getLogger(__name__)
 IMPLIED: Dict[str, Tuple[Any, str]] = {
     "MODEL.MATCHER.CROWD_IOA_THRESHOLD": (2.0, "detectron2's mapper drops crowd annotations, so no anchor or "
                                                "proposal is ignored for covering a crowd region"),
+}
+
+
+# Meta-architecture -> prefixes of retinadet keys that only the other detector reads.
+_UNUSED_BY = {
+    "RetinaNet": ("MODEL.RPN.", "MODEL.ROI_HEADS.", "MODEL.ROI_BOX_HEAD."),
+    "GeneralizedRCNN": ("MODEL.RETINANET.", "MODEL.HEAD.", "MODEL.CLS_LOSS.", "MODEL.BOX_LOSS.", "MODEL.BOX_CODER.",
+                        "MODEL.MATCHER.THRESHOLDS", "MODEL.MATCHER.LABELS"),
 }
 
 
@@ -129,7 +137,9 @@ class _Translator:
             getattr(self, f"_{group}")()
         for key, (value, _) in IMPLIED.items():
             self.out[key] = value
-        return self.out
+        # The other detector's keys build nothing: they stay at retinadet's defaults.
+        unused = _UNUSED_BY[self.out["MODEL.META_ARCHITECTURE"]]
+        return {key: value for key, value in self.out.items() if not key.startswith(unused)}
 
     def _architecture(self) -> None:
         arch, backbone = self.values["MODEL.META_ARCHITECTURE"], self.values["MODEL.BACKBONE.NAME"]
@@ -263,7 +273,7 @@ def disposition_table() -> List[Tuple[str, str, str]]:
         if isinstance(disposition, Map):
             rows.append((key, "mapped", disposition.target))
         elif isinstance(disposition, Joint):
-            rows.append((key, "mapped", f"with the other {disposition.group} keys"))
+            rows.append((key, "mapped", JOINT_GROUPS[disposition.group]))
         elif isinstance(disposition, Fixed):
             rows.append((key, f"only {', '.join(repr(a) for a in disposition.allowed)}", disposition.reason))
         elif isinstance(disposition, Ignored):

@@ -11,7 +11,8 @@ dispositions are ours:
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-__all__ = ["Map", "Joint", "Fixed", "Ignored", "DETECTRON2_KEYS", "LABEL_NAMES", "IGNORED_SECTIONS", "IGNORED_SECTION_REASON"]
+__all__ = ["Map", "Joint", "Fixed", "Ignored", "DETECTRON2_KEYS", "LABEL_NAMES", "IGNORED_SECTIONS", "IGNORED_SECTION_REASON",
+           "JOINT_GROUPS"]
 
 # detectron2's matcher labels -> retinadet's.
 LABEL_NAMES = {0: "NEGATIVE", -1: "IGNORE", 1: "POSITIVE"}
@@ -60,6 +61,25 @@ def _ints(value: Any) -> list:
 def _floats(value: Any) -> list:
     return [float(v) for v in value]
 
+
+# Joint group -> what the translation does with its keys (retinadet/config/detectron2.py).
+JOINT_GROUPS = {
+    "device": "MODEL.DEVICE, only when the file sets it (otherwise the machine's choice, retinadet's default)",
+    "architecture": "META_ARCHITECTURE, BACKBONE.NAME and ROI_HEADS.NAME together: RetinaNet with "
+                    "build_retinanet_resnet_fpn_backbone -> RetinaNet on ResNet-FPN with P6 from C5; GeneralizedRCNN "
+                    "with build_resnet_fpn_backbone and StandardROIHeads -> Faster R-CNN on ResNet-FPN with a "
+                    "max-pooled P6; anything else is refused",
+    "anchors": "SIZES (one list per level, or one list for all) and ASPECT_RATIOS -> ANCHOR_GENERATOR.SIZES (a base "
+               "size per level) x SCALES (the multipliers every level shares) and ASPECT_RATIOS",
+    "retinanet_matcher": "-> MATCHER.THRESHOLDS and MATCHER.LABELS (0, -1, 1 -> NEGATIVE, IGNORE, POSITIVE)",
+    "rpn_matcher": "-> RPN.IOU_THRESHOLDS and RPN.IOU_LABELS (0, -1, 1 -> NEGATIVE, IGNORE, POSITIVE)",
+    "roi_matcher": "-> ROI_HEADS.IOU_THRESHOLDS and ROI_HEADS.IOU_LABELS (0, 1 -> NEGATIVE, POSITIVE)",
+    "retinanet_box_loss": "smooth_l1 -> BOX_LOSS.NAME SmoothL1Loss with BETA = SMOOTH_L1_LOSS_BETA; giou -> GIoULoss",
+    "box_head": "FastRCNNConvFCHead -> ROI_BOX_HEAD.NAME FastRCNNFCHead; POOLER_TYPE ROIAlignV2 / ROIAlign -> "
+                "POOLER_ALIGNED True / False",
+    "detections": "-> RETINANET.DETECTIONS_PER_IMAGE and ROI_HEADS.DETECTIONS_PER_IMAGE",
+    "weight_decay_bias": "-> SOLVER.WEIGHT_DECAY_BIAS (None: SOLVER.WEIGHT_DECAY, as detectron2 reads it)",
+}
 
 # key -> (detectron2's default, disposition)
 DETECTRON2_KEYS: Dict[str, Tuple[Any, Any]] = {

@@ -114,6 +114,12 @@ def apply_batch_size_scaling(cfg: CfgNode) -> CfgNode:
 
 
 def _check_paths(cfg: CfgNode) -> None:
+    if cfg.MODEL.WEIGHTS.startswith(("detectron2://", "http://", "https://")):
+        raise FileNotFoundError(
+            f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r} is a URL (detectron2's model-zoo configs name their ImageNet or "
+            "trained weights so); retinadet downloads nothing. Download the file and give its local path "
+            "(MODEL.WEIGHTS /path/to/model.pkl on the command line), or \"\" to start from random weights."
+        )
     if cfg.MODEL.WEIGHTS and "://" not in cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise FileNotFoundError(
             f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r} does not exist (cwd: {os.getcwd()}). Give a checkpoint file "

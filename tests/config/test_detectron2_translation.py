@@ -181,3 +181,13 @@ def test_every_detectron2_key_has_a_documented_disposition():
 def test_our_own_configs_are_not_taken_for_detectron2s():
     cfg = _load(config_file("shapes/retinanet_R_18_FPN.yaml"))
     assert cfg.INPUT.FORMAT == "RGB" and cfg.MODEL.MATCHER.CROWD_IOA_THRESHOLD == 0.5
+
+
+def test_the_documented_list_is_current():
+    """docs/detectron2_keys.md is the table of every key's disposition; regenerate it with
+    python tools/detectron2_keys_doc.py when detectron2_keys.py changes."""
+    from retinadet.utils.testing import load_tool
+
+    tool = load_tool("detectron2_keys_doc")
+    with open(tool.DEFAULT_OUTPUT) as f:
+        assert f.read() == tool.render()

@@ -151,3 +151,12 @@ def test_convert_weights_does_not_overwrite_output_when_input_is_truncated(tmp_p
     assert convert_weights.main(["--source", "detectron2", "--input", str(cut), "--output", str(output)]) == 1
     assert f"error: Could not read checkpoint {cut} as a pickle (.pkl) file (60 bytes)" in capsys.readouterr().err
     assert output.read_bytes() == b"previous result"
+
+
+def test_a_weights_url_is_refused_before_anything_builds(tmp_path):
+    """detectron2's model-zoo configs name their weights by URL; nothing is downloaded."""
+    with pytest.raises(FileNotFoundError, match=r"MODEL\.WEIGHTS 'detectron2://ImageNetPretrained/MSRA/R-50\.pkl' is "
+                                                r"a URL .* retinadet downloads nothing"):
+        train_net.main(_args("--config-file", QUICK, "OUTPUT_DIR", str(tmp_path / "out"),
+                             "MODEL.WEIGHTS", "detectron2://ImageNetPretrained/MSRA/R-50.pkl"))
+    assert not (tmp_path / "out").exists()
