@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Convert torchvision (RetinaNet, Faster R-CNN, ResNet) or detectron2 RetinaNet weights to a retinadet
+"""Convert torchvision (RetinaNet, Faster R-CNN, ResNet) or detectron2 (RetinaNet, Faster / Mask R-CNN) weights to a retinadet
 checkpoint file."""
 import argparse
 import os
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=(
             "Rename the keys of a torchvision RetinaNet / Faster R-CNN / ResNet or detectron2 "
-            "RetinaNet checkpoint to retinadet's and save {'model': state_dict, '__source__': source}. "
+            "RetinaNet / Faster R-CNN / Mask R-CNN checkpoint to retinadet's and save {'model': state_dict, '__source__': source}. "
             "A torchvision Faster R-CNN's classifier is reordered to put background last. "
             "detectron2 .pkl files are read by a restricted unpickler that admits only numpy arrays and plain "
             "data, so a file cannot run code while it loads."

@@ -1,6 +1,6 @@
 """Checkpoint reading and loading, and converters from torchvision and detectron2 weights."""
 from .backbone_loading import load_backbone_weights
-from .detectron2_converter import convert_detectron2_retinanet
+from .detectron2_converter import convert_detectron2
 from .loading import (
     CONVERTERS,
     detect_format,
@@ -17,7 +17,7 @@ from .torchvision_converter import (
 
 __all__ = [
     "CONVERTERS",
-    "convert_detectron2_retinanet",
+    "convert_detectron2",
     "convert_torchvision_faster_rcnn",
     "convert_torchvision_resnet",
     "convert_torchvision_retinanet",

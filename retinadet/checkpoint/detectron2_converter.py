@@ -1,4 +1,7 @@
-"""Rename detectron2 RetinaNet state-dict keys (.pth and model-zoo .pkl) to retinadet's names."""
+"""Rename detectron2 RetinaNet and Faster R-CNN state-dict keys (.pth and model-zoo .pkl) to retinadet's
+names. A Mask R-CNN checkpoint converts its detection part; its ``roi_heads.mask_head.*`` keys are kept
+under their own names, so loading reports them as unused. Checkpoints of other detectron2 architectures
+(Cascade R-CNN, Keypoint R-CNN, Panoptic FPN, C4 models) are refused naming the architecture."""
 # Key names checked against facebookresearch/detectron2:
 #   detectron2/modeling/backbone/resnet.py   BasicStem.conv1; ResNet stages "res2".."res5"
 #       (nn.Sequential of blocks); BottleneckBlock / BasicBlock conv1..conv3 and shortcut.
@@ -12,6 +15,10 @@
 #       cls_score, bbox_pred.
 #   detectron2/modeling/anchor_generator.py  DefaultAnchorGenerator.cell_anchors (a BufferList,
 #       stored in older checkpoints as anchor_generator.cell_anchors.{i}).
+#   detectron2/modeling/proposal_generator/rpn.py, rpn_head.py   RPN.rpn_head (StandardRPNHead:
+#       conv, objectness_logits, anchor_deltas) and RPN.anchor_generator.
+#   detectron2/modeling/roi_heads/box_head.py, fast_rcnn.py   FastRCNNConvFCHead fc1, fc2;
+#       FastRCNNOutputLayers cls_score (K + 1, background last) and bbox_pred (K * 4).
 import re
 from typing import Dict, List, Optional
 
@@ -19,7 +26,7 @@ from torch import Tensor
 
 from .renaming import rename_state_dict
 
-__all__ = ["convert_detectron2_retinanet", "looks_like_detectron2_retinanet"]
+__all__ = ["convert_detectron2", "looks_like_detectron2_checkpoint"]
 
 _PARAM = r"(?P<param>weight|bias|running_mean|running_var|num_batches_tracked)"
 
@@ -36,8 +43,22 @@ _TOP_KEY = re.compile(r"^backbone\.top_block\.(?P<top>p6|p7)\." + _PARAM + "$")
 _HEAD_KEY = re.compile(
     r"^head\.(?:cls_subnet\.\d+|bbox_subnet\.\d+|cls_score|bbox_pred)\." + _PARAM + "$"
 )
+_RPN_KEY = re.compile(r"^proposal_generator\.rpn_head\.(?P<module>conv|objectness_logits|anchor_deltas)\."
+                      + _PARAM + "$")
+# The box head's and predictor's names are the same in both code bases (background last in both).
+_ROI_KEY = re.compile(r"^roi_heads\.(?:box_head\.fc\d+|box_predictor\.(?:cls_score|bbox_pred))\." + _PARAM + "$")
+_MASK_KEY = re.compile(r"^roi_heads\.mask_head\.")
 # Inference-only buffers: retinadet keeps pixel statistics in the config and computes anchors.
-_DROPPED = re.compile(r"^(?:pixel_mean|pixel_std|anchor_generator\..*)$")
+_DROPPED = re.compile(r"^(?:pixel_mean|pixel_std|(?:proposal_generator\.)?anchor_generator\..*)$")
+# Key fragment -> the detectron2 architecture that has it and retinadet does not.
+_OTHER_ARCHITECTURES = (
+    ("roi_heads.box_head.0.", "Cascade R-CNN (CascadeROIHeads)"),
+    ("roi_heads.box_predictor.0.", "Cascade R-CNN (CascadeROIHeads)"),
+    ("roi_heads.keypoint_head.", "Keypoint R-CNN"),
+    ("sem_seg_head.", "Panoptic FPN or a semantic segmentor"),
+    ("roi_heads.res5.", "a C4 Faster R-CNN (Res5ROIHeads)"),
+    ("roi_heads.box_head.conv", "Faster R-CNN with a conv box head (ROI_BOX_HEAD.NUM_CONV > 0)"),
+)
 
 _TOP_TO_OURS = {"p6": "neck.top_convs.0", "p7": "neck.top_convs.1"}
 
@@ -78,8 +99,11 @@ def _rename_key(key: str, lowest_level: int) -> Optional[str]:
     """Return retinadet's name for one detectron2 key, "" for a dropped key, None if unknown."""
     if _DROPPED.match(key):
         return ""
-    if _HEAD_KEY.match(key):
+    if _HEAD_KEY.match(key) or _ROI_KEY.match(key) or _MASK_KEY.match(key):
         return key
+    rpn = _RPN_KEY.match(key)
+    if rpn:
+        return f"proposal_generator.head.{rpn['module']}.{rpn['param']}"
     for pattern, rename in (
         (_STEM_KEY, _rename_stem),
         (_BLOCK_KEY, _rename_block),
@@ -92,8 +116,9 @@ def _rename_key(key: str, lowest_level: int) -> Optional[str]:
     return None
 
 
-def convert_detectron2_retinanet(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    """Rename a detectron2 RetinaNet R-FPN state dict (e.g. a model-zoo ``model_final_*.pkl``).
+def convert_detectron2(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Rename a detectron2 RetinaNet or Faster / Mask R-CNN R-FPN state dict (e.g. a model-zoo
+    ``model_final_*.pkl``).
 
     ``backbone.bottom_up.stem.conv1[.norm] -> backbone.conv1 / bn1``;
     ``backbone.bottom_up.res{s}.{i}.conv{k}[.norm] -> backbone.layer{s-1}.{i}.conv{k} / bn{k}``;
@@ -101,6 +126,9 @@ def convert_detectron2_retinanet(state_dict: Dict[str, Tensor]) -> Dict[str, Ten
     ``backbone.fpn_lateral{3,4,5}[.norm] -> neck.lateral_convs / lateral_norms.{0,1,2}``;
     ``backbone.fpn_output{3,4,5}[.norm] -> neck.output_convs / output_norms.{0,1,2}``;
     ``backbone.top_block.p6/p7 -> neck.top_convs.0/1``; ``head.*`` unchanged;
+    ``proposal_generator.rpn_head.* -> proposal_generator.head.*``; ``roi_heads.box_head.fc*`` and
+    ``roi_heads.box_predictor.*`` unchanged (both put the background class last); ``roi_heads.mask_head.*``
+    kept as they are (unused by retinadet's models: the load report lists them);
     ``pixel_mean``, ``pixel_std`` and ``anchor_generator.*`` dropped.
 
     detectron2's MSRA-initialised models run the ResNet with the stride in the 1x1 conv
@@ -114,18 +142,27 @@ def convert_detectron2_retinanet(state_dict: Dict[str, Tensor]) -> Dict[str, Ten
         A new dict with the same tensors (not copied) under retinadet's names.
 
     Raises:
-        ValueError: listing every key that is not part of a detectron2 RetinaNet R-FPN.
+        ValueError: listing every key that is not part of those, or naming the other detectron2
+            architecture the keys come from (Cascade / Keypoint R-CNN, Panoptic FPN, C4).
     """
-    lowest_level = _lowest_fpn_level(list(state_dict))
+    keys = list(state_dict)
+    for fragment, architecture in _OTHER_ARCHITECTURES:
+        found = [k for k in keys if k.startswith(fragment)]
+        if found:
+            raise ValueError(f"This detectron2 checkpoint looks like {architecture} (keys such as {found[:3]}), "
+                             "which retinadet does not have; it loads detectron2 RetinaNet, Faster R-CNN and the "
+                             "detection part of Mask R-CNN (R-FPN).")
+    lowest_level = _lowest_fpn_level(keys)
     return rename_state_dict(
         state_dict,
         lambda key: _rename_key(key, lowest_level),
-        "detectron2 RetinaNet",
-        "a detectron2 RetinaNet R-FPN (backbone.bottom_up.*, backbone.fpn_lateral*/fpn_output*, "
-        "backbone.top_block.*, head.*, pixel_mean/std)",
+        "detectron2",
+        "a detectron2 RetinaNet or Faster / Mask R-CNN R-FPN (backbone.bottom_up.*, backbone.fpn_lateral*/"
+        "fpn_output*, backbone.top_block.*, head.* or proposal_generator.rpn_head.* and roi_heads.box_head.* / "
+        "box_predictor.* / mask_head.*, pixel_mean/std)",
     )
 
 
-def looks_like_detectron2_retinanet(keys: List[str]) -> bool:
+def looks_like_detectron2_checkpoint(keys: List[str]) -> bool:
     """True when ``keys`` carry detectron2's characteristic prefixes (bottom_up, fpn_lateral)."""
     return any(k.startswith(("backbone.bottom_up.", "backbone.fpn_lateral")) for k in keys)

@@ -10,7 +10,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .report import BN_COUNTER, WeightLoadReport, group_keys
 from .safe_pickle import DisallowedGlobalError, load_restricted_pickle
-from .detectron2_converter import convert_detectron2_retinanet, looks_like_detectron2_retinanet
+from .detectron2_converter import convert_detectron2, looks_like_detectron2_checkpoint
 from .torchvision_converter import (
     convert_torchvision_faster_rcnn,
     convert_torchvision_resnet,
@@ -36,7 +36,7 @@ CONVERTERS: Dict[str, Callable[[Dict[str, Tensor]], Dict[str, Tensor]]] = {
     "torchvision": convert_torchvision_retinanet,
     "torchvision_faster_rcnn": convert_torchvision_faster_rcnn,
     "torchvision_resnet": convert_torchvision_resnet,
-    "detectron2": convert_detectron2_retinanet,
+    "detectron2": convert_detectron2,
 }
 _OUR_PREFIXES = ("backbone.", "neck.", "head.", "proposal_generator.", "roi_heads.")
 
@@ -138,7 +138,7 @@ def detect_format(state_dict: Mapping[str, Any]) -> str:
         ValueError: no key has any of these prefixes; a few keys are named.
     """
     keys = list(state_dict)
-    if looks_like_detectron2_retinanet(keys):
+    if looks_like_detectron2_checkpoint(keys):
         return "detectron2"
     # Before RetinaNet's test: a Faster R-CNN has backbone.body.* and backbone.fpn.* too.
     if looks_like_torchvision_faster_rcnn(keys):
@@ -152,7 +152,7 @@ def detect_format(state_dict: Mapping[str, Any]) -> str:
     raise ValueError(
         f"Unrecognised checkpoint layout (keys such as {keys[:5]}): expected retinadet keys "
         f"({', '.join(_OUR_PREFIXES)}), a torchvision RetinaNet, Faster R-CNN or ResNet, or a "
-        "detectron2 RetinaNet."
+        "detectron2 RetinaNet or Faster / Mask R-CNN."
     )
 
 

@@ -86,6 +86,7 @@ _C.MODEL.RETINANET.SCORE_THRESH_TEST = 0.05  # inference: drop scores at or belo
 _C.MODEL.RETINANET.TOPK_CANDIDATES_TEST = 1000  # inference: best candidates kept per level before NMS
 _C.MODEL.RETINANET.NMS_THRESH_TEST = 0.5  # inference: IoU threshold of the class-aware NMS
 _C.MODEL.RETINANET.DETECTIONS_PER_IMAGE = 100  # inference: detections kept per image after NMS
+_C.MODEL.RETINANET.CLIP_BEFORE_NMS = True  # clip decoded boxes to the image before NMS (torchvision); False: NMS, then clip (detectron2)
 # Sampling heuristics RetinaNet can train with instead of using every anchor (the paper's Table 1d):
 # NAME "" keeps every non-ignored anchor in the class loss (the focal loss's way, summed and divided by
 # the foreground count); with a sampler the class loss is the mean over the sampled anchors.
@@ -223,6 +224,7 @@ _C.TEST.IMS_PER_BATCH = 1  # evaluation images per batch in each process
 _C.TEST.EVAL_PERIOD = 0  # evaluate on DATASETS.TEST every this many iterations (0 = only at the end)
 _C.TEST.VIS_IMAGES = 0  # after training, draw the detections on this many DATASETS.TEST[0] images
 _C.TEST.VIS_SCORE_THRESH = 0.3  # detections drawn in those pictures score above this
+_C.TEST.DROP_EMPTY_BOXES = False  # drop detections of zero width or height after rescaling and clipping (detectron2)
 
 # ---------------------------------------------------------------------------- misc
 _C.OUTPUT_DIR = "./output"  # where run artefacts go

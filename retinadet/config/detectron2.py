@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 IMPLIED: Dict[str, Tuple[Any, str]] = {
     "MODEL.MATCHER.CROWD_IOA_THRESHOLD": (2.0, "detectron2's mapper drops crowd annotations, so no anchor or "
                                                "proposal is ignored for covering a crowd region"),
+    "MODEL.RETINANET.CLIP_BEFORE_NMS": (False, "detectron2's RetinaNet runs NMS on unclipped boxes and clips after"),
+    "TEST.DROP_EMPTY_BOXES": (True, "detectron2's detector_postprocess drops boxes left empty by the clipping"),
 }
 
 
@@ -132,7 +134,7 @@ class _Translator:
                 if _normalised(value) not in [_normalised(a) for a in disposition.allowed]:
                     allowed = ", ".join(repr(a) for a in disposition.allowed)
                     raise self.error(key, f"asks for what retinadet lacks: {disposition.reason} (accepted: {allowed}).")
-        for group in ("architecture", "anchors", "retinanet_matcher", "rpn_matcher", "roi_matcher",
+        for group in ("resnet_width", "architecture", "anchors", "retinanet_matcher", "rpn_matcher", "roi_matcher",
                       "retinanet_box_loss", "box_head", "detections", "weight_decay_bias", "device"):
             getattr(self, f"_{group}")()
         for key, (value, _) in IMPLIED.items():
@@ -140,6 +142,14 @@ class _Translator:
         # The other detector's keys build nothing: they stay at retinadet's defaults.
         unused = _UNUSED_BY[self.out["MODEL.META_ARCHITECTURE"]]
         return {key: value for key, value in self.out.items() if not key.startswith(unused)}
+
+    def _resnet_width(self) -> None:
+        depth, width = self.values["MODEL.RESNETS.DEPTH"], self.values["MODEL.RESNETS.WIDTH_PER_GROUP"]
+        res2 = self.values["MODEL.RESNETS.RES2_OUT_CHANNELS"]
+        if depth >= 50 and width * self.values["MODEL.RESNETS.NUM_GROUPS"] * 4 != res2:
+            raise self.error("MODEL.RESNETS.WIDTH_PER_GROUP", f"gives a bottleneck width other than RES2_OUT_CHANNELS / 4 "
+                                                              f"= {res2 / 4:g}; retinadet derives the width from "
+                                                              "RES2_OUT_CHANNELS (ResNeXt widths are not supported).")
 
     def _architecture(self) -> None:
         arch, backbone = self.values["MODEL.META_ARCHITECTURE"], self.values["MODEL.BACKBONE.NAME"]

@@ -78,6 +78,8 @@ JOINT_GROUPS = {
     "box_head": "FastRCNNConvFCHead -> ROI_BOX_HEAD.NAME FastRCNNFCHead; POOLER_TYPE ROIAlignV2 / ROIAlign -> "
                 "POOLER_ALIGNED True / False",
     "detections": "-> RETINANET.DETECTIONS_PER_IMAGE and ROI_HEADS.DETECTIONS_PER_IMAGE",
+    "resnet_width": "checked: a bottleneck ResNet's width (NUM_GROUPS x WIDTH_PER_GROUP) must be RES2_OUT_CHANNELS / 4, "
+                    "the width retinadet derives from RES2_OUT_CHANNELS (basic-block ResNets do not use it)",
     "weight_decay_bias": "-> SOLVER.WEIGHT_DECAY_BIAS (None: SOLVER.WEIGHT_DECAY, as detectron2 reads it)",
 }
 
@@ -200,7 +202,7 @@ DETECTRON2_KEYS: Dict[str, Tuple[Any, Any]] = {
     "MODEL.RESNETS.OUT_FEATURES": (["res4"], Map("MODEL.RESNETS.OUT_FEATURES", list)),
     "MODEL.RESNETS.NUM_GROUPS": (1, Fixed("ResNeXt (grouped convolutions) is not supported", (1,))),
     "MODEL.RESNETS.NORM": ("FrozenBN", Map("MODEL.RESNETS.NORM")),
-    "MODEL.RESNETS.WIDTH_PER_GROUP": (64, Fixed("ResNeXt widths are not supported", (64,))),
+    "MODEL.RESNETS.WIDTH_PER_GROUP": (64, Joint("resnet_width")),
     "MODEL.RESNETS.STRIDE_IN_1X1": (True, Map("MODEL.RESNETS.STRIDE_IN_1X1")),
     "MODEL.RESNETS.RES5_DILATION": (1, Fixed("dilated res5 is not supported", (1,))),
     "MODEL.RESNETS.RES2_OUT_CHANNELS": (256, Map("MODEL.RESNETS.RES2_OUT_CHANNELS")),

@@ -17,7 +17,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from retinadet.checkpoint import (
-    convert_detectron2_retinanet,
+    convert_detectron2,
     convert_torchvision_resnet,
     convert_torchvision_retinanet,
     detect_format,
@@ -262,7 +262,7 @@ def _frozen_resnet50_backbone_shapes() -> Dict[str, Tuple[int, ...]]:
 
 
 def test_detectron2_full_key_set_and_shapes(d2_state):
-    out = convert_detectron2_retinanet(d2_state)
+    out = convert_detectron2(d2_state)
     backbone = {k: tuple(v.shape) for k, v in out.items() if k.startswith("backbone.")}
     assert backbone == _frozen_resnet50_backbone_shapes()
     assert {k for k in out if k.startswith("neck.")} == expected_neck_names()
@@ -296,7 +296,7 @@ def test_detectron2_fpn_norm_goes_to_norm_lists():
         "backbone.fpn_lateral3.norm.weight": torch.ones(256),
         "backbone.fpn_output4.norm.bias": torch.ones(256),
     }
-    out = convert_detectron2_retinanet(state)
+    out = convert_detectron2(state)
     assert set(out) == {
         "neck.lateral_convs.0.weight",
         "neck.lateral_norms.0.weight",
@@ -308,7 +308,7 @@ def test_detectron2_unknown_key_is_named(d2_state):
     state = dict(d2_state)
     state["backbone.bottom_up.res5.0.conv2_offset.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match=r"res5\.0\.conv2_offset\.weight"):
-        convert_detectron2_retinanet(state)
+        convert_detectron2(state)
 
 
 def test_detectron2_model_zoo_pkl_roundtrip(d2_state, tmp_path):
@@ -324,7 +324,7 @@ def test_detectron2_model_zoo_pkl_roundtrip(d2_state, tmp_path):
     assert loaded.keys() == d2_state.keys()
     for key, value in loaded.items():
         assert isinstance(value, torch.Tensor) and torch.equal(value, d2_state[key]), key
-    out = convert_detectron2_retinanet(loaded)
+    out = convert_detectron2(loaded)
     source = d2_state["backbone.bottom_up.res5.2.conv3.weight"]
     assert torch.equal(out["backbone.layer4.2.conv3.weight"], source)
     assert out["backbone.layer4.2.conv3.weight"].dtype == torch.float32

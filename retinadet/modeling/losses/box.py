@@ -55,7 +55,7 @@ class SmoothL1Loss(nn.Module):
     """Smooth L1 between predicted deltas and the box coder's encoding of the gt boxes; returns the sum.
 
     Args:
-        beta: transition point >= 0 (detectron2's RetinaNet: 0.1); < 1e-5 gives plain L1.
+        beta: transition point >= 0 (detectron2's default 0.1; its model-zoo RetinaNets use 0, plain L1); < 1e-5 gives plain L1.
     """
 
     def __init__(self, beta: float = 0.1) -> None:

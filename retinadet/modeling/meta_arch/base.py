@@ -23,15 +23,18 @@ class DetectorBase(nn.Module):
             what the sides of the padded batch are multiples of.
         neck: backbone features -> pyramid features by name.
         pixel_mean, pixel_std: per-channel normalisation, 3 values each on the 0-255 scale, std > 0.
+        drop_empty_boxes: drop detections of zero width or height after rescaling (detectron2).
     """
 
     # MODEL.CHANNELS_LAST sets this (modeling/compile.py): pad input batches in NHWC memory format.
     channels_last = False
 
     def __init__(
-        self, *, backbone: nn.Module, neck: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float]
+        self, *, backbone: nn.Module, neck: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float],
+        drop_empty_boxes: bool = False,
     ):
         super().__init__()
+        self.drop_empty_boxes = drop_empty_boxes
         check_pixel_normalisation(pixel_mean, pixel_std)
         self.backbone = backbone
         self.neck = neck
@@ -48,7 +51,7 @@ class DetectorBase(nn.Module):
         neck = build(NECK_REGISTRY, cfg.MODEL.NECK.NAME, cfg, input_shape=backbone.output_shape())
         parts = cls.parts_from_config(cfg, neck.output_shape())
         return {"backbone": backbone, "neck": neck, "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-                "pixel_std": cfg.MODEL.PIXEL_STD, **parts}
+                "pixel_std": cfg.MODEL.PIXEL_STD, "drop_empty_boxes": cfg.TEST.DROP_EMPTY_BOXES, **parts}
 
     @classmethod
     def parts_from_config(cls, cfg, neck_shape: Dict[str, ShapeSpec]) -> dict:
@@ -65,11 +68,10 @@ class DetectorBase(nn.Module):
         return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
                                  self.channels_last)
 
-    @staticmethod
     def postprocess(
-        detections: List[Dict[str, Tensor]], image_sizes, batched_inputs: Optional[Sequence[Dict]]
+        self, detections: List[Dict[str, Tensor]], image_sizes, batched_inputs: Optional[Sequence[Dict]]
     ) -> List[Dict[str, Tensor]]:
         """Detections per image ({"boxes" (D, 4) xyxy, ...} in the padded batch's image frames of
         ``image_sizes`` (h, w)), rescaled to each input's "height" x "width" when given (none
-        rescaled when ``batched_inputs`` is None)."""
-        return rescale_to_inputs(detections, image_sizes, batched_inputs)
+        rescaled when ``batched_inputs`` is None), without empty boxes when ``drop_empty_boxes``."""
+        return rescale_to_inputs(detections, image_sizes, batched_inputs, drop_empty=self.drop_empty_boxes)

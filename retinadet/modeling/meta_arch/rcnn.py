@@ -45,8 +45,10 @@ class GeneralizedRCNN(DetectorBase):
         num_classes: int,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
+        drop_empty_boxes: bool = False,
     ):
-        super().__init__(backbone=backbone, neck=neck, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        super().__init__(backbone=backbone, neck=neck, pixel_mean=pixel_mean, pixel_std=pixel_std,
+                         drop_empty_boxes=drop_empty_boxes)
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
         self.num_classes = num_classes

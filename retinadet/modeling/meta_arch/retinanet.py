@@ -67,8 +67,12 @@ class RetinaNet(DetectorBase):
         topk_candidates: int = 1000,
         nms_thresh: float = 0.5,
         detections_per_image: int = 100,
+        clip_before_nms: bool = True,
+        drop_empty_boxes: bool = False,
     ):
-        super().__init__(backbone=backbone, neck=neck, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        super().__init__(backbone=backbone, neck=neck, pixel_mean=pixel_mean, pixel_std=pixel_std,
+                         drop_empty_boxes=drop_empty_boxes)
+        self.clip_before_nms = clip_before_nms
         self.num_classes = num_classes
         self.head_in_features = list(head_in_features)
         self.head = head
@@ -134,6 +138,7 @@ class RetinaNet(DetectorBase):
             "topk_candidates": rn.TOPK_CANDIDATES_TEST,
             "nms_thresh": rn.NMS_THRESH_TEST,
             "detections_per_image": rn.DETECTIONS_PER_IMAGE,
+            "clip_before_nms": rn.CLIP_BEFORE_NMS,
             "sampler": sampler,
         }
 
@@ -200,6 +205,7 @@ class RetinaNet(DetectorBase):
             dense_detections(
                 [x[i] for x in logits], [x[i] for x in deltas], anchors, image_size, self.box_coder,
                 self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
+                self.clip_before_nms,
             )
             for i, image_size in enumerate(image_sizes)
         ]

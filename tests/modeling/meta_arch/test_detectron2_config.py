@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from retinadet.checkpoint import convert_detectron2_retinanet, load_model_weights
+from retinadet.checkpoint import convert_detectron2, load_model_weights
 from retinadet.config import get_cfg
 from retinadet.modeling import build_model
 from retinadet.modeling.losses import SmoothL1Loss
@@ -101,7 +101,7 @@ def test_forward_shapes_on_a_small_image(model):
 
 def test_detectron2_weights_load_without_missing_or_unexpected_keys(model):
     state = _converter_tests_module().detectron2_retinanet_r50_state_dict(num_classes=80)
-    converted = convert_detectron2_retinanet(state)
+    converted = convert_detectron2(state)
     report = load_model_weights(model, converted)
     assert report["missing"] == [] and report["unexpected"] == [] and report["skipped_shape"] == []
     own = model.state_dict()
