@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from torch import nn
 
-__all__ = ["contract_members", "check_class", "check_instance", "ContractError"]
+__all__ = ["contract_members", "check_class", "check_instance", "source_location", "ContractError"]
 
 
 class ContractError(TypeError):
@@ -48,12 +48,17 @@ def _call_form(name: str, function: Any) -> str:
     return f"{name}({', '.join(params)})"
 
 
-def _describe(cls: Any, family: str, registered_as: str) -> str:
-    where = ""
+def source_location(obj: Any) -> Optional[str]:
+    """``"file:line"`` where the class or function ``obj`` is defined, or None when Python cannot tell."""
     try:
-        where = f", {inspect.getsourcefile(cls)}:{inspect.getsourcelines(cls)[1]}"
+        return f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
     except (TypeError, OSError):
-        pass
+        return None
+
+
+def _describe(cls: Any, family: str, registered_as: str) -> str:
+    location = source_location(cls)
+    where = f", {location}" if location else ""
     name = getattr(cls, "__qualname__", repr(cls))
     return f"{getattr(cls, '__module__', '?')}.{name} (registered as {registered_as} in {family}{where})"
 

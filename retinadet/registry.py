@@ -13,12 +13,11 @@ what earlier parts computed (e.g. ``input_shape``), never config values.
 from __future__ import annotations
 
 import difflib
-import inspect
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence, Tuple, Type
 
 from fvcore.common.registry import Registry as _FvcoreRegistry
 
-from .contract import check_class, check_instance
+from .contract import check_class, check_instance, source_location
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -49,12 +48,8 @@ __all__ = [
 def _where_defined(obj: Any) -> str:
     """Return ``module.qualname (file:line)`` for a registered class or function."""
     name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-    try:
-        file = inspect.getsourcefile(obj)
-        _, line = inspect.getsourcelines(obj)
-        return f"{name} ({file}:{line})"
-    except (TypeError, OSError):
-        return name
+    location = source_location(obj)
+    return f"{name} ({location})" if location else name
 
 
 class Registry(_FvcoreRegistry):

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 from torch import Tensor, nn
 
-from .loading import load_checkpoint_file
+from .loading import _strip_wrapper_prefix, load_checkpoint_file
 from .report import BN_COUNTER, WeightLoadReport
 
 __all__ = ["load_backbone_weights"]
@@ -22,7 +22,6 @@ __all__ = ["load_backbone_weights"]
 logger = logging.getLogger(__name__)
 
 _DETECTOR_PREFIX = "backbone."
-_WRAPPER_PREFIX = "module."
 
 
 def _read(source: Union[str, os.PathLike, Mapping[str, Tensor]]) -> Tuple[str, Dict[str, Tensor]]:
@@ -37,8 +36,7 @@ def _read(source: Union[str, os.PathLike, Mapping[str, Tensor]]) -> Tuple[str, D
                 "ImageNet classifier's state dict (e.g. torchvision's resnet50, .pth) or of a retinadet checkpoint."
             )
         where, state = f"'{path}'", load_checkpoint_file(path)
-    if state and all(k.startswith(_WRAPPER_PREFIX) for k in state):
-        state = {k[len(_WRAPPER_PREFIX):]: v for k, v in state.items()}
+    state = _strip_wrapper_prefix(state)
     if any(k.startswith(_DETECTOR_PREFIX) for k in state):
         state = {k[len(_DETECTOR_PREFIX):]: v for k, v in state.items() if k.startswith(_DETECTOR_PREFIX)}
     return where, state

@@ -166,9 +166,10 @@ class CfgNode(_FvcoreCfgNode):
         """Merge a YAML file (with its ``_BASE_`` chain) into this config, checking every key. A detectron2
         config (recognised by its keys) is translated first (``retinadet.config.detectron2``)."""
         loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
-        if looks_like_detectron2(loaded, _full_keys(self)):
+        keys = _full_keys(self)
+        if looks_like_detectron2(loaded, keys):
             logger.info("Reading %s as a detectron2 config (its keys translated to retinadet's).", cfg_filename)
-            loaded = translate_detectron2(loaded, f"file {cfg_filename}", _full_keys(self))
+            loaded = translate_detectron2(loaded, f"file {cfg_filename}", keys)
         model = loaded.get("MODEL") if isinstance(loaded, dict) else None
         if isinstance(model, dict) and model.get("PLUGINS"):
             model["PLUGINS"] = [_resolve_plugin(p, cfg_filename) for p in model["PLUGINS"]]

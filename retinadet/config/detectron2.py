@@ -12,10 +12,11 @@ config as its ``_BASE_``) are applied after the translation.
 
 Returns a nested dict of retinadet keys, merged by ``CfgNode.merge_from_file`` as any file's values.
 """
-import ast
 import difflib
 import logging
 from typing import Any, Dict, List, Tuple
+
+from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
 from .detectron2_keys import (
     DETECTRON2_KEYS, IGNORED_SECTION_REASON, IGNORED_SECTIONS, JOINT_GROUPS, LABEL_NAMES, Fixed, Ignored, Joint, Map,
@@ -80,13 +81,9 @@ def looks_like_detectron2(loaded: Dict, retinadet_keys: List[str]) -> bool:
 
 def _decoded(value: Any) -> Any:
     """A YAML string as detectron2's config reads it: a Python literal (``("coco_2017_train",)``, ``(60000,
-    80000)``) becomes its value through ``ast.literal_eval`` (literals only, nothing runs); other text stays."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return value
+    80000)``) becomes its value (fvcore's ``_decode_cfg_value``: ``ast.literal_eval``, literals only,
+    nothing runs); other text stays."""
+    return _FvcoreCfgNode._decode_cfg_value(value)
 
 
 def _same_kind(value: Any, default: Any) -> bool:
