@@ -225,6 +225,7 @@ _C.TEST.EVAL_PERIOD = 0  # evaluate on DATASETS.TEST every this many iterations 
 _C.TEST.VIS_IMAGES = 0  # after training, draw the detections on this many DATASETS.TEST[0] images
 _C.TEST.VIS_SCORE_THRESH = 0.3  # detections drawn in those pictures score above this
 _C.TEST.DROP_EMPTY_BOXES = False  # drop detections of zero width or height after rescaling and clipping (detectron2)
+_C.TEST.EVALUATOR_BACKEND = "fast"  # COCO AP by "fast" (compiled retinadet COCOeval) or "pycocotools"; equal numbers
 
 # ---------------------------------------------------------------------------- misc
 _C.OUTPUT_DIR = "./output"  # where run artefacts go

@@ -1,5 +1,7 @@
-"""COCO box AP of a detector's outputs, computed by pycocotools' COCOeval against the data set's json."""
+"""COCO box AP of a detector's outputs against the data set's json: the fast compiled COCOeval
+(retinadet.evaluation.fast_cocoeval) or pycocotools' own, with the same numbers."""
 import contextlib
+import difflib
 import io
 import itertools
 import logging
@@ -10,16 +12,18 @@ import numpy as np
 import torch
 from iopath.common.file_io import g_pathmgr
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from pycocotools.cocoeval import COCOeval as PycocotoolsCOCOeval
 from tabulate import tabulate
 
 from retinadet.data.catalog import DatasetCatalog, MetadataCatalog
 from retinadet.utils import comm
 from retinadet.utils.file_io import atomic_write_json
 
+from .coco_results import DetectionResults
 from .evaluator import DatasetEvaluator, default_output_dir
+from .fast_cocoeval import COCOeval
 
-__all__ = ["COCOEvaluator", "RESULTS_FILE", "RESULTS_META_FILE"]
+__all__ = ["COCOEvaluator", "EVALUATOR_BACKENDS", "RESULTS_FILE", "RESULTS_META_FILE"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +31,9 @@ RESULTS_FILE = "coco_instances_results.json"
 RESULTS_META_FILE = "coco_instances_results.meta.json"
 # COCOeval.stats[0:6] in order, under detectron2's names.
 _SUMMARY_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# TEST.EVALUATOR_BACKEND -> the COCOeval class that computes the AP (equal numbers; "fast" falls back
+# to pycocotools, with a warning, when its compiled module was not built).
+EVALUATOR_BACKENDS = {"fast": COCOeval, "pycocotools": PycocotoolsCOCOeval}
 
 
 def _percent(value: float) -> float:
@@ -59,7 +66,7 @@ def _class_metadata(dataset_name: str) -> Tuple[List[str], Dict[int, int]]:
 
 
 class COCOEvaluator(DatasetEvaluator):
-    """COCO box AP (pycocotools' COCOeval, iouType "bbox") of a detector on a COCO-format data set.
+    """COCO box AP (COCOeval, iouType "bbox") of a detector on a COCO-format data set.
 
     Outputs are turned into COCO results (``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``,
     boxes in absolute pixels of the original image), gathered on rank 0 and evaluated against the
@@ -72,9 +79,14 @@ class COCOEvaluator(DatasetEvaluator):
 
     With ``output_dir``, rank 0 writes ``coco_instances_results.json`` (standard COCO results) and
     ``coco_instances_results.meta.json`` (data set, json file, class names and their category ids).
+
+    ``backend`` "fast" (the default) computes the AP with ``retinadet.evaluation.COCOeval``, from the
+    detections held as arrays; "pycocotools" with pycocotools' ``COCOeval`` after ``loadRes``. Both
+    give the same numbers.
     """
 
-    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True) -> None:
+    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True,
+                 backend: str = "fast") -> None:
         """
         Args:
             dataset_name: a name in MetadataCatalog with ``json_file``, ``thing_classes`` and
@@ -82,7 +94,14 @@ class COCOEvaluator(DatasetEvaluator):
             output_dir: folder for the results files; None writes nothing.
             distributed: gather every rank's predictions on rank 0 (the others return {});
                 False evaluates what this process saw.
+            backend: "fast" or "pycocotools" (TEST.EVALUATOR_BACKEND).
         """
+        if backend not in EVALUATOR_BACKENDS:
+            close = difflib.get_close_matches(str(backend), EVALUATOR_BACKENDS, n=1)
+            raise ValueError(f"COCOEvaluator backend {backend!r} (TEST.EVALUATOR_BACKEND); valid: "
+                             f"{', '.join(map(repr, EVALUATOR_BACKENDS))}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "") + ".")
+        self._backend = backend
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
@@ -104,14 +123,15 @@ class COCOEvaluator(DatasetEvaluator):
     @classmethod
     def from_config(cls, cfg: Any, dataset_name: str) -> Dict[str, Any]:
         """Arguments for ``dataset_name``, writing under ``cfg.OUTPUT_DIR/inference/<dataset_name>``."""
-        return {"dataset_name": dataset_name, "output_dir": default_output_dir(cfg, dataset_name), "distributed": True}
+        return {"dataset_name": dataset_name, "output_dir": default_output_dir(cfg, dataset_name), "distributed": True,
+                "backend": cfg.TEST.EVALUATOR_BACKEND}
 
     def reset(self) -> None:
         """Forget the predictions of earlier passes."""
         self._predictions = []
 
     def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
-        """Convert one batch of outputs to COCO results, keyed by each input's ``"image_id"``.
+        """Keep one batch of outputs as COCO results (arrays), keyed by each input's ``"image_id"``.
 
         Args:
             inputs: one dict per image with ``"image_id"``.
@@ -126,10 +146,11 @@ class COCOEvaluator(DatasetEvaluator):
                 raise KeyError("COCOEvaluator needs 'image_id' in every input dict; "
                                f"got keys {sorted(inputs_per_image)}.")
             image_id = int(inputs_per_image["image_id"])
-            self._predictions.append({"image_id": image_id, "results": self._to_coco_results(image_id, output)})
+            self._predictions.append(self._to_coco_results(image_id, output))
 
-    def _to_coco_results(self, image_id: int, output: Dict[str, Any]) -> List[Dict[str, Any]]:
-        """COCO result dicts of one image's output (boxes xyxy -> xywh, labels -> category ids)."""
+    def _to_coco_results(self, image_id: int, output: Dict[str, Any]) -> Dict[str, Any]:
+        """One image's output as COCO results: ``image_id``, ``boxes`` (D, 4) float64 xywh, ``scores`` (D,)
+        float64 and ``category_ids`` (D,) int64 (labels mapped to the json's category ids)."""
         boxes = torch.as_tensor(output["boxes"]).detach().to("cpu", torch.float64)
         scores = torch.as_tensor(output["scores"]).detach().to("cpu", torch.float64)
         labels = torch.as_tensor(output["labels"]).detach().to("cpu", torch.int64)
@@ -146,10 +167,8 @@ class COCOEvaluator(DatasetEvaluator):
                 f"valid labels are 0..{len(self._class_names) - 1} ({len(self._class_names)} classes)."
             )
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
-        return [
-            {"image_id": image_id, "category_id": self._label_to_category[label], "bbox": box, "score": score}
-            for box, score, label in zip(xywh.tolist(), scores.tolist(), labels.tolist())
-        ]
+        categories = np.asarray(self._label_to_category, dtype=np.int64)[labels.numpy()]
+        return {"image_id": image_id, "boxes": xywh.numpy(), "scores": scores.numpy(), "category_ids": categories}
 
     def evaluate(self) -> Dict[str, Any]:
         """``{"bbox": {metric: percent}}`` on rank 0 (or every rank when not distributed); {} elsewhere,
@@ -168,12 +187,22 @@ class COCOEvaluator(DatasetEvaluator):
         predictions = self._drop_repeated_images(predictions)
         coco_gt = self._load_ground_truth()
         self._check_image_ids({p["image_id"] for p in predictions}, set(coco_gt.getImgIds()))
-        results = [result for prediction in predictions for result in prediction["results"]]
+        results = self._detection_results(coco_gt, predictions)
         if self._output_dir:
-            self._write_results(results)
+            self._write_results(results.to_dicts())
         coco_eval = self._run_cocoeval(coco_gt, results)
         metrics = self._derive_metrics(coco_eval)
         return {"bbox": metrics}
+
+    def _detection_results(self, coco_gt: COCO, predictions: List[Dict[str, Any]]) -> DetectionResults:
+        """Every image's results as one checked DetectionResults (a NaN or negative-size box is refused)."""
+        counts = [len(p["scores"]) for p in predictions]
+        return DetectionResults.from_arrays(
+            coco_gt, np.repeat([p["image_id"] for p in predictions], counts).astype(np.int64),
+            np.concatenate([p["boxes"] for p in predictions]).reshape(-1, 4),
+            np.concatenate([p["scores"] for p in predictions]),
+            np.concatenate([p["category_ids"] for p in predictions]),
+            source=f"detections of data set '{self._dataset_name}'")
 
     def _drop_repeated_images(self, predictions: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         # A sampler that pads ranks to equal length repeats images; counting them twice would skew AP.
@@ -229,20 +258,15 @@ class COCOEvaluator(DatasetEvaluator):
         atomic_write_json(os.path.join(self._output_dir, RESULTS_META_FILE), meta)
         logger.info("Wrote %d COCO results to %s.", len(results), path)
 
-    def _run_cocoeval(self, coco_gt: COCO, results: List[Dict[str, Any]]) -> COCOeval:
-        """COCOeval (iouType "bbox") after evaluate(), accumulate() and summarize(), over every json image."""
+    def _run_cocoeval(self, coco_gt: COCO, results: DetectionResults) -> Any:
+        """The backend's COCOeval (iouType "bbox") after evaluate(), accumulate() and summarize(), over
+        every json image."""
+        if not len(results):
+            logger.warning("COCOEvaluator of data set '%s': the model made no detection; every AP with "
+                           "ground truth is 0.", self._dataset_name)
         with contextlib.redirect_stdout(io.StringIO()):
-            if results:
-                # loadRes adds keys to the dicts it gets: copies keep a second evaluate() call's file standard.
-                coco_dt = coco_gt.loadRes([dict(result) for result in results])
-            else:
-                logger.warning("COCOEvaluator of data set '%s': the model made no detection; every AP with "
-                               "ground truth is 0.", self._dataset_name)
-                coco_dt = COCO()  # loadRes rejects an empty list; an empty result set means the same
-                coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
-                                   "annotations": []}
-                coco_dt.createIndex()
-            coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
+            coco_dt = results if self._backend == "fast" else results.to_coco(coco_gt)
+            coco_eval = EVALUATOR_BACKENDS[self._backend](coco_gt, coco_dt, iouType="bbox")
             coco_eval.evaluate()
             coco_eval.accumulate()
         summary = io.StringIO()
@@ -251,7 +275,7 @@ class COCOEvaluator(DatasetEvaluator):
         logger.info("COCO box evaluation of data set '%s':\n%s", self._dataset_name, summary.getvalue().rstrip())
         return coco_eval
 
-    def _derive_metrics(self, coco_eval: COCOeval) -> Dict[str, float]:
+    def _derive_metrics(self, coco_eval: Any) -> Dict[str, float]:
         """Summary metrics and per-class AP in percent (NaN where undefined); logs both as tables."""
         metrics = {name: _percent(coco_eval.stats[i]) for i, name in enumerate(_SUMMARY_METRICS)}
         logger.info("Box AP of data set '%s':\n%s", self._dataset_name,

@@ -128,9 +128,10 @@ def gt_json(tmp_path):
     return _write_gt(tmp_path / "gt.json")
 
 
-def test_metrics_equal_cocoeval_by_hand(gt_json, caplog):
+@pytest.mark.parametrize("backend", ["fast", "pycocotools"])
+def test_metrics_equal_cocoeval_by_hand(gt_json, caplog, backend):
     with caplog.at_level(logging.INFO, logger="retinadet.evaluation"):
-        results = _run(COCOEvaluator(_register(gt_json), output_dir=None))
+        results = _run(COCOEvaluator(_register(gt_json), output_dir=None, backend=backend))
     expected = _cocoeval_by_hand(gt_json, _coco_results_by_hand())
     _assert_same(results["bbox"], expected)
     # The COCOeval summary and the per-class table are logged.
@@ -251,6 +252,31 @@ def test_errors_name_the_bad_value(gt_json, tmp_path):
         _run(COCOEvaluator(_register(gt_json, CLASSES, {3: 0, 7: 1, 5: 2}), output_dir=None))
 
 
+def test_backend_choice_and_bad_boxes(gt_json, monkeypatch, caplog):
+    name = _register(gt_json)
+    with pytest.raises(ValueError, match=r"backend 'pycocotool' \(TEST.EVALUATOR_BACKEND\).*did you mean 'pycocotools'"):
+        COCOEvaluator(name, backend="pycocotool")
+    cfg = get_cfg()
+    cfg.TEST.EVALUATOR_BACKEND = "pycocotools"
+    assert COCOEvaluator.from_config(cfg, name)["backend"] == "pycocotools"
+    # A NaN box from a diverged model: an error naming the detection, never a silently wrong AP.
+    evaluator = COCOEvaluator(name, output_dir=None)
+    evaluator.process([{"image_id": 1}], [_output([([0, 0, float("nan"), 5], 0.5, 0)])])
+    with pytest.raises(ValueError, match=r"detections of data set '.*'\[0\] has bbox \[0.0, 0.0, nan, 5.0\]"):
+        evaluator.evaluate()
+    # Without the compiled module the fast backend runs pycocotools, says why once, same metrics.
+    from retinadet.evaluation import compiled
+
+    monkeypatch.setattr(compiled, "_kernels", None)
+    monkeypatch.setattr(compiled, "_load_error", "ImportError('no module _cocoeval')")
+    monkeypatch.setattr(compiled, "_fallback_reported", False)
+    with caplog.at_level(logging.WARNING, logger="retinadet.evaluation"):
+        fallback = _run(COCOEvaluator(name, output_dir=None))
+        _run(COCOEvaluator(name, output_dir=None))
+    _assert_same(fallback["bbox"], _cocoeval_by_hand(gt_json, _coco_results_by_hand()))
+    assert caplog.text.count("no module _cocoeval") == 1
+
+
 def test_classes_from_a_lazily_registered_data_set(gt_json):
     name = f"test_coco_eval_{uuid.uuid4().hex[:8]}"
     MetadataCatalog.get(name).set(json_file=gt_json)
@@ -273,7 +299,8 @@ def test_output_dir_from_config(tmp_path):
     cfg.OUTPUT_DIR = str(tmp_path / "run")
     assert default_output_dir(cfg, "coco_val") == os.path.join(str(tmp_path / "run"), "inference", "coco_val")
     args = COCOEvaluator.from_config(cfg, "coco_val")
-    assert args == {"dataset_name": "coco_val", "output_dir": default_output_dir(cfg, "coco_val"), "distributed": True}
+    assert args == {"dataset_name": "coco_val", "output_dir": default_output_dir(cfg, "coco_val"), "distributed": True,
+                    "backend": "fast"}
 
 
 class _FixedModel(torch.nn.Module):
