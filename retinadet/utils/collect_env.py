@@ -141,6 +141,17 @@ def _extension_rows() -> List[Tuple[str, str]]:
     ]
 
 
+def _coco_evaluator_rows() -> List[Tuple[str, str]]:
+    try:
+        from retinadet.evaluation import compiled
+    except ImportError as e:
+        return [("COCO evaluator (Cython) loaded", "False"),
+                ("COCO evaluator load error", f"retinadet.evaluation: {e!r}")]
+    return [("COCO evaluator (Cython) loaded", str(compiled.extension_loaded())),
+            ("COCO evaluator load error", compiled.extension_load_error() or "none"),
+            ("Cython", _version("Cython"))]
+
+
 def collect_env() -> List[Tuple[str, str]]:
     """(name, value) rows describing this environment; a missing tool reads "not found"."""
     rows = [
@@ -162,6 +173,7 @@ def collect_env() -> List[Tuple[str, str]]:
         ("torch intra-op threads", _torch_value(lambda t: t.get_num_threads())),
     ]
     rows += _extension_rows()
+    rows += _coco_evaluator_rows()
     rows.append(("RETINADET_DISABLE_EXT", os.environ.get("RETINADET_DISABLE_EXT", "unset")))
     return [(name, str(value)) for name, value in rows]
 

@@ -65,6 +65,10 @@ def test_default_run_reports_this_environment(runs):
     assert rows["retinadet._C loaded"] == str(ops.extension_loaded())
     assert rows["retinadet._C load error"] == (ops.extension_load_error() or "none")
     assert rows["compiled kernels for"] == _kernels_here()
+    from retinadet.evaluation import compiled
+
+    assert rows["COCO evaluator (Cython) loaded"] == str(compiled.extension_loaded())
+    assert rows["COCO evaluator load error"] == (compiled.extension_load_error() or "none")
     assert rows["RETINADET_DISABLE_EXT"] == os.environ.get("RETINADET_DISABLE_EXT", "unset")
     assert int(rows["torch intra-op threads"]) >= 1
     assert rows["CUDA_HOME (with libcudart)"] == (collect_env.find_cuda_home() or "not found")
@@ -80,6 +84,8 @@ def test_disabled_extension_and_missing_tools(runs):
     assert rows["retinadet._C loaded"] == "False"
     assert rows["retinadet._C load error"] == "disabled by RETINADET_DISABLE_EXT=1"
     assert rows["compiled kernels for"] == "none"
+    assert rows["COCO evaluator (Cython) loaded"] == "False"
+    assert rows["COCO evaluator load error"] == "disabled by RETINADET_DISABLE_EXT=1"
     assert rows["RETINADET_DISABLE_EXT"] == "1"
     assert rows["nvcc"] == "not found"
     assert rows["C++ compiler"] == "not found"
