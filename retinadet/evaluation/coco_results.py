@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 from iopath.common.file_io import g_pathmgr
 
 from . import compiled
@@ -19,8 +18,9 @@ __all__ = ["DetectionResults", "load_results"]
 
 
 def _as_numpy(values: Any, dtype: Any) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().to("cpu")
+    """``values`` (a sequence, numpy array or torch tensor on any device) as a contiguous numpy array."""
+    if hasattr(values, "detach"):  # a torch tensor; torch itself is not imported here
+        values = values.detach().cpu().numpy()
     return np.ascontiguousarray(np.asarray(values), dtype=dtype)
 
 
@@ -131,7 +131,7 @@ def load_results(coco_gt: Any, results: Union[str, List[Dict[str, Any]], np.ndar
     if isinstance(results, str):
         with g_pathmgr.open(results) as f:
             return DetectionResults.from_list(coco_gt, json.load(f), source=results)
-    if isinstance(results, (np.ndarray, torch.Tensor)):
+    if isinstance(results, np.ndarray) or hasattr(results, "detach"):
         rows = _as_numpy(results, np.float64)
         if rows.ndim != 2 or rows.shape[1] != 7:
             raise ValueError(f"results array of shape {rows.shape}; pycocotools' array form is (N, 7) rows of "
