@@ -7,8 +7,9 @@
    start-up), ``--batches`` batches are timed; the figure is images per second.
 2. Evaluation: ``COCOEvaluator`` on ``--eval-images`` synthetic images (7 gt boxes each, 6 classes)
    with 100 detections per image (jittered copies of the gt and random boxes): the time of
-   ``evaluate()``, which runs pycocotools' evaluate, accumulate and summarize, is reported with the
-   time of ``process()`` for all images.
+   ``process()`` for all images and of ``evaluate()`` (writing the results file, then evaluate,
+   accumulate and summarize), with each backend (``TEST.EVALUATOR_BACKEND``: fast, pycocotools).
+   benchmarks/coco_eval.py compares the evaluators themselves.
 
     python benchmarks/data.py                  # both parts
     python benchmarks/data.py --part loader    # one part
@@ -65,6 +66,7 @@ def _coco_case(folder: str, num_images: int, seed: int = 0):
                                 "bbox": [*xy[k].tolist(), *wh[k].tolist()], "area": float(wh[k].prod()), "iscrowd": 0})
         gt = np.concatenate([xy, xy + wh], axis=1)
         jitter = gt[rng.integers(0, 7, 60)] + rng.normal(0, 6, (60, 4))
+        jitter[:, 2:] = np.maximum(jitter[:, 2:], jitter[:, :2])  # as a detector's boxes: x2 >= x1, y2 >= y1
         noise_xy = rng.uniform(0, [560, 400], (40, 2))
         noise = np.concatenate([noise_xy, noise_xy + rng.uniform(8, 160, (40, 2))], axis=1)
         boxes = torch.tensor(np.concatenate([jitter, noise]), dtype=torch.float32)
@@ -78,15 +80,15 @@ def _coco_case(folder: str, num_images: int, seed: int = 0):
     return json_file, inputs, outputs
 
 
-def evaluation_time(num_images: int) -> dict:
-    """Seconds of COCOEvaluator.process (all images) and evaluate on a synthetic case."""
+def evaluation_time(num_images: int, backend: str = "fast") -> dict:
+    """Seconds of COCOEvaluator.process (all images) and evaluate on a synthetic case, with ``backend``."""
     with tempfile.TemporaryDirectory() as folder:
         json_file, inputs, outputs = _coco_case(folder, num_images)
         name = "benchmark_coco_eval"
         MetadataCatalog.remove(name)
         MetadataCatalog.get(name).set(json_file=json_file, thing_classes=[f"class{k}" for k in range(6)],
                                       thing_dataset_id_to_contiguous_id={k + 1: k for k in range(6)})
-        evaluator = COCOEvaluator(name, output_dir=folder, distributed=False)
+        evaluator = COCOEvaluator(name, output_dir=folder, distributed=False, backend=backend)
         evaluator.reset()
         timer = SplitTimer()
         with timer("process"):
@@ -111,10 +113,12 @@ def main(argv=None) -> int:
             rate = loader_throughput(args.root, args.split, workers, args.batch, args.warmup, args.batches)
             print(f"| {workers} | {rate:.1f} |")
     if args.part in ("all", "eval"):
-        timing = evaluation_time(args.eval_images)
-        print(f"\nCOCO evaluation of {args.eval_images} images x 100 detections: process {timing['process_s']:.2f} s, "
-              f"evaluate (pycocotools evaluate + accumulate + summarize) {timing['evaluate_s']:.2f} s "
-              f"(AP {timing['AP']:.1f})")
+        print(f"\nCOCOEvaluator on {args.eval_images} images x 100 detections:\n")
+        print("| backend | process s | evaluate s (results file, evaluate, accumulate, summarize) | AP |\n"
+              "|---|---:|---:|---:|")
+        for backend in ("fast", "pycocotools"):
+            timing = evaluation_time(args.eval_images, backend)
+            print(f"| {backend} | {timing['process_s']:.2f} | {timing['evaluate_s']:.2f} | {timing['AP']:.3f} |")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -114,9 +114,14 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 def atomic_write_json(path: str, obj: Any, **dump_kwargs: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (``dump_kwargs`` go to ``json.dump``)."""
+    """Write ``obj`` as JSON to ``path`` atomically (``dump_kwargs`` go to ``json.dumps``).
+
+    The text is made by ``json.dumps`` in one piece: its C encoder is about 5x faster than
+    ``json.dump``'s chunked pure-Python one (a COCO results file of 500k detections).
+    """
+    text = json.dumps(obj, **dump_kwargs)
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, **dump_kwargs)
+        f.write(text)
 
 
 def save_figure(fig: Any, path: str, dpi: int = 100) -> str:

@@ -61,6 +61,7 @@ def test_data_benchmark_loader_and_evaluation(tmp_path):
     assert data.loader_throughput(str(tmp_path), "shapes_train_tiny", 0, 2, 1, 2) > 0
     timing = data.evaluation_time(20)
     assert timing["process_s"] > 0 and timing["evaluate_s"] > 0 and 0.0 < timing["AP"] < 100.0
+    assert data.evaluation_time(20, "pycocotools")["AP"] == timing["AP"]  # the same detections, equal AP
 
 
 def test_recipe_variants_are_valid_overrides_of_the_demo():

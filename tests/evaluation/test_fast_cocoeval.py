@@ -246,3 +246,14 @@ def test_accumulate_and_summarize_need_the_steps_before(coco_80):
         COCOeval(gt, None)  # pycocotools' default iouType, "segm"
     with pytest.raises(ValueError, match="num_threads=0"):
         COCOeval(gt, None, "bbox", num_threads=0)
+
+
+def test_the_drop_in_does_not_import_torch():
+    """README: ``import retinadet.evaluation`` (and the drop-in COCOeval) does not import torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from retinadet.evaluation import COCOeval, load_results; "
+            "print('torch' in sys.modules, 'retinadet.data' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -1,4 +1,5 @@
-"""Bad COCO results and ground truth: an error naming the entry, never a crash or a silently wrong AP.
+"""Bad COCO results and ground truth for retinadet.evaluation: an error naming the entry, never a crash or a
+silently wrong AP.
 
 Each case runs with the compiled reader and with the pure-Python one used when it was not built.
 """
