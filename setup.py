@@ -121,7 +121,7 @@ def _cython_extensions():
     # No FMA contraction: the IoUs and precisions round exactly like pycocotools' C and numpy code.
     ext = Extension("retinadet.evaluation._cocoeval", [os.path.join("retinadet", "evaluation", "_cocoeval.pyx")],
                     language="c++", extra_compile_args=["-O3", "-std=c++17", "-ffp-contract=off"])
-    return cythonize([ext], compiler_directives={"language_level": "3"}, quiet=True, show_performance_hints=False)
+    return cythonize([ext], compiler_directives={"language_level": "3", "show_performance_hints": False}, quiet=True)
 
 
 ext_modules, cmdclass = _extensions()
