@@ -231,11 +231,11 @@ def markdown(report: Dict[str, Any]) -> str:
             if "error" in r:
                 lines.append(f"| {r['mode']} | {r['evaluator']} | {r['error']} |||||||")
                 continue
-            ratio = (lambda key: f"{r[key]:.1f}x" if key in r else "-")  # noqa: E731
+            speedups = [f"{r[key]:.1f}x" if key in r else "-"
+                        for key in ("speedup_vs_pycocotools", "speedup_vs_faster-coco-eval")]
             diff = r.get("max_stats_diff")
             lines.append(f"| {r['mode']} | {r['evaluator']} | {r['load_s']:.2f} | {r['evaluate_s']:.2f} | "
-                         f"{r['total_s']:.2f} | {ratio('speedup_vs_pycocotools')} | "
-                         f"{ratio('speedup_vs_faster-coco-eval')} | {r['rss_before_mib']:.0f} | "
+                         f"{r['total_s']:.2f} | {speedups[0]} | {speedups[1]} | {r['rss_before_mib']:.0f} | "
                          f"{r['peak_rss_mib']:.0f} | {'-' if diff is None else f'{diff:.1e}'} |")
     return "\n".join(lines)
 

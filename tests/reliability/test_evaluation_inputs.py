@@ -127,10 +127,14 @@ def test_kernels_check_their_indices():
         kernels.match_groups(0, 1, *args)
     with pytest.raises(ValueError, match="outside"):
         kernels.match_groups(0, 3, *args)
-    order = np.array([7], dtype=np.int64)  # detection 7 of 1
-    with pytest.raises(IndexError):
-        kernels.accumulate_categories(
-            0, 1, np.array([0, 1], dtype=np.int64), order, np.zeros(1, np.int32), np.zeros(1),
-            np.ones((1, 1, 1), np.uint8), np.ones((1, 1), np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
-            np.array([100], dtype=np.int64), np.linspace(0, 1, 3), -np.ones((1, 3, 1, 1, 1)), -np.ones((1, 1, 1, 1)),
-            -np.ones((1, 3, 1, 1, 1)))
+    for bad in (7, -1):  # detection 7 of 1, and a negative index (no wrap-around)
+        with pytest.raises(IndexError):
+            _accumulate_one(kernels, np.array([bad], dtype=np.int64))
+
+
+def _accumulate_one(kernels, order):
+    kernels.accumulate_categories(
+        0, 1, np.array([0, 1], dtype=np.int64), order, np.zeros(1, np.int32), np.zeros(1),
+        np.ones((1, 1, 1), np.uint8), np.ones((1, 1), np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64),
+        np.array([100], dtype=np.int64), np.linspace(0, 1, 3), -np.ones((1, 3, 1, 1, 1)), -np.ones((1, 1, 1, 1)),
+        -np.ones((1, 3, 1, 1, 1)))
