@@ -4,22 +4,18 @@
     python tools/demo.py --config-file configs/shapes/retinanet_R_18_FPN.yaml \
         --input img1.png img2.jpg --output out/ MODEL.WEIGHTS output/model_final.pth
 
-Images are read like the data loader reads them (EXIF orientation, INPUT.FORMAT channel order)
-and resized to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST; boxes are drawn on the original image.
-Class names come from the metadata of DATASETS.TEST[0] (or DATASETS.TRAIN[0]) when registered.
+Each image goes through retinadet.engine.DefaultPredictor: read like the data loader reads it (EXIF
+orientation, INPUT.FORMAT channel order), resized to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST; boxes are
+drawn on the original image. Class names come from the checkpoint (else the config's data sets).
 """
 import argparse
 import os
 import sys
-from typing import List, Optional, Sequence
-
-import numpy as np
-import torch
+from typing import Optional, Sequence
 
 from retinadet.config import get_cfg
-from retinadet.data import MetadataCatalog, read_image, register_builtin_datasets
-from retinadet.data.mapper import build_augmentations
-from retinadet.modeling import build_model
+from retinadet.data import read_image
+from retinadet.engine import DefaultPredictor
 from retinadet.utils.visualizer import draw_boxes, save_png
 
 
@@ -33,28 +29,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def class_names(cfg) -> Optional[List[str]]:
-    """The class names of the config's first test (else training) data set, when it is registered."""
-    register_builtin_datasets(cfg)
-    for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
-        names = MetadataCatalog.get(name).get("thing_classes")
-        if names:
-            return list(names)
-    return None
-
-
-def predict(model, cfg, path: str) -> dict:
-    """Detections of one image file: {"boxes" (D, 4) xyxy original pixels, "scores", "labels"}."""
-    image = read_image(path, cfg.INPUT.FORMAT)
-    height, width = image.shape[:2]
-    resized = image
-    for augmentation in build_augmentations(cfg, is_train=False):
-        resized = augmentation.get_transform((resized.shape[0], resized.shape[1]), np.random.default_rng(0)).apply_image(resized)
-    tensor = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
-    with torch.no_grad():
-        return model([{"image": tensor, "height": height, "width": width}])[0]
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if not os.path.isfile(args.config_file):
@@ -65,17 +39,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    model = build_model(cfg).eval()
-    names = class_names(cfg)
+    predictor = DefaultPredictor(cfg)
     os.makedirs(args.output, exist_ok=True)
     for path in args.input:
-        detections = predict(model, cfg, path)
+        detections = predictor(path)
         keep = detections["scores"] >= args.confidence_threshold
         boxes = detections["boxes"][keep].cpu().numpy()
         labels = detections["labels"][keep].tolist()
         scores = detections["scores"][keep].tolist()
-        drawn = draw_boxes(read_image(path, "RGB"), boxes, labels, scores, names)
+        drawn = draw_boxes(read_image(path, "RGB"), boxes, labels, scores, predictor.class_names)
         out = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + ".png")
         save_png(drawn, out)
         print(f"{path}: {len(boxes)} detections >= {args.confidence_threshold} -> {out}")

@@ -7,6 +7,7 @@ from .loading import (
     load_checkpoint_file,
     load_model_weights,
     load_weights,
+    read_checkpoint_meta,
 )
 from .report import WeightLoadReport
 from .torchvision_converter import (
@@ -26,5 +27,6 @@ __all__ = [
     "load_checkpoint_file",
     "load_model_weights",
     "load_weights",
+    "read_checkpoint_meta",
     "WeightLoadReport",
 ]

@@ -83,6 +83,20 @@ def _as_state_dict(obj: Any, path: str) -> Dict[str, Tensor]:
     return state_dict
 
 
+def read_checkpoint_meta(path: str) -> Dict[str, Any]:
+    """The ``"meta"`` entry a retinadet training checkpoint carries (``thing_classes``, ``config``), read
+    as safely as the weights are; {} for a file without one (torchvision or detectron2 weights)."""
+    path = os.fspath(path)
+    if path.endswith(".pkl") or not os.path.isfile(path):
+        return {}
+    try:
+        obj = _read_torch(path)
+    except Exception:  # unreadable: load_checkpoint_file reports it, with the reason
+        return {}
+    meta = obj.get("meta") if isinstance(obj, Mapping) else None
+    return dict(meta) if isinstance(meta, Mapping) else {}
+
+
 def load_checkpoint_file(path: str) -> Dict[str, Tensor]:
     """Read a state dict from ``path`` onto the CPU.
 

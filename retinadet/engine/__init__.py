@@ -1,4 +1,5 @@
-"""Training: the loop and its hooks, the default trainer, set-up helpers and the distributed launcher."""
+"""Training: the loop and its hooks, the default trainer, set-up helpers and the distributed launcher;
+DefaultPredictor (an image in, detections out)."""
 from .defaults import (
     apply_batch_size_scaling,
     build_default_hooks,
@@ -20,10 +21,12 @@ from .hooks import (
 )
 from .launch import launch
 from .pictures import PredictionPictures
+from .predictor import DefaultPredictor
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
 from .trainer import DefaultTrainer, build_evaluator, create_ddp_model
 
 __all__ = [
+    "DefaultPredictor",
     "DefaultTrainer",
     "EvalHook",
     "GracefulInterrupt",
