@@ -76,7 +76,7 @@ class DetectionResults:
                                  "Results do not correspond to current coco set")
         category_index = _positions(category_ids, gt_categories, source, "category_id",
                                     "the ground truth has no such category")
-        _check_boxes(boxes, scores, source)
+        _check_boxes(boxes, scores, image_ids, source)
         return cls(gt_images, gt_categories, image_index, category_index, boxes, scores, boxes[:, 2] * boxes[:, 3])
 
     @classmethod
@@ -186,13 +186,15 @@ def _positions(ids: np.ndarray, known: Sequence[Any], source: str, key: str, why
     return positions.reshape(-1)
 
 
-def _check_boxes(boxes: np.ndarray, scores: np.ndarray, source: str) -> None:
-    """ValueError naming the first detection with a NaN/infinite value or a negative width or height."""
+def _check_boxes(boxes: np.ndarray, scores: np.ndarray, image_ids: np.ndarray, source: str) -> None:
+    """ValueError naming the first detection (and its image) with a NaN/infinite value or a negative
+    width or height."""
     finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
     bad = np.flatnonzero(~finite | (boxes[:, 2] < 0) | (boxes[:, 3] < 0))
     if bad.size:
         n = int(bad[0])
-        raise ValueError(f"{source}[{n}] has bbox {boxes[n].tolist()} and score {float(scores[n])}: a NaN or "
+        raise ValueError(f"{source}[{n}] (image_id {int(image_ids[n])}) has bbox {boxes[n].tolist()} and score "
+                         f"{float(scores[n])}: a NaN or "
                          "infinite value, or a negative width or height (a COCO box is [x, y, w, h], w, h >= 0); "
                          f"{bad.size} detection(s) in all.")
 

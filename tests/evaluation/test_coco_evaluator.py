@@ -262,7 +262,7 @@ def test_backend_choice_and_bad_boxes(gt_json, monkeypatch, caplog):
     # A NaN box from a diverged model: an error naming the detection, never a silently wrong AP.
     evaluator = COCOEvaluator(name, output_dir=None)
     evaluator.process([{"image_id": 1}], [_output([([0, 0, float("nan"), 5], 0.5, 0)])])
-    with pytest.raises(ValueError, match=r"detections of data set '.*'\[0\] has bbox \[0.0, 0.0, nan, 5.0\]"):
+    with pytest.raises(ValueError, match=r"detections of data set '.*'\[0\] \(image_id 1\) has bbox \[0.0, 0.0, nan, 5.0\]"):
         evaluator.evaluate()
     # Without the compiled module the fast backend runs pycocotools, says why once, same metrics.
     from retinadet.evaluation import compiled
