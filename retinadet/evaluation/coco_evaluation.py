@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from retinadet.data.catalog import DatasetCatalog, MetadataCatalog
 from retinadet.utils import comm
-from retinadet.utils.file_io import atomic_write_json
+from retinadet.utils.file_io import atomic_write, atomic_write_json
 
 from .coco_results import DetectionResults
 from .evaluator import DatasetEvaluator, default_output_dir
@@ -189,7 +189,7 @@ class COCOEvaluator(DatasetEvaluator):
         self._check_image_ids({p["image_id"] for p in predictions}, set(coco_gt.getImgIds()))
         results = self._detection_results(coco_gt, predictions)
         if self._output_dir:
-            self._write_results(results.to_dicts())
+            self._write_results(results)
         coco_eval = self._run_cocoeval(coco_gt, results)
         metrics = self._derive_metrics(coco_eval)
         return {"bbox": metrics}
@@ -247,10 +247,12 @@ class COCOEvaluator(DatasetEvaluator):
                            "COCOeval counts their objects as missed.", self._dataset_name, missing, len(in_json),
                            self._json_file)
 
-    def _write_results(self, results: List[Dict[str, Any]]) -> None:
+    def _write_results(self, results: DetectionResults) -> None:
         os.makedirs(self._output_dir, exist_ok=True)
         path = os.path.join(self._output_dir, RESULTS_FILE)
-        atomic_write_json(path, results)
+        text = results.to_json()
+        with atomic_write(path, "wb") as f:
+            f.write(text)
         categories = [{"label": label, "category_id": category_id, "name": name} for label, (category_id, name)
                       in enumerate(zip(self._label_to_category, self._class_names))]
         meta = {"dataset_name": self._dataset_name, "json_file": self._json_file, "results_file": RESULTS_FILE,

@@ -103,6 +103,21 @@ class DetectionResults:
         return [{"image_id": image, "category_id": category, "bbox": box, "score": score}
                 for image, category, box, score in zip(images, categories, self.boxes.tolist(), self.scores.tolist())]
 
+    def to_json(self) -> bytes:
+        """The COCO results file of these detections: exactly ``json.dumps(self.to_dicts())``, encoded.
+
+        The compiled writer makes the same text about 10x faster (0.6 s for 500k detections) when the
+        ground truth's ids are integers; otherwise, or without it, ``json.dumps`` does.
+        """
+        kernels = compiled.kernels()
+        if kernels is not None and all(type(i) is int for i in self.image_ids) and \
+                all(type(c) is int for c in self.category_ids):
+            image_ids = np.array(self.image_ids + [0], dtype=np.int64)[self.image_index]
+            category_ids = np.array(self.category_ids + [0], dtype=np.int64)[self.category_index]
+            return kernels.results_json(image_ids, category_ids, np.ascontiguousarray(self.boxes, dtype=np.float64),
+                                        np.ascontiguousarray(self.scores, dtype=np.float64))
+        return json.dumps(self.to_dicts()).encode()
+
     def to_coco(self, coco_gt: Any) -> Any:
         """A pycocotools COCO of these detections, as ``coco_gt.loadRes`` makes it (also when empty)."""
         import contextlib

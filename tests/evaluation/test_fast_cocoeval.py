@@ -257,3 +257,22 @@ def test_the_drop_in_does_not_import_torch():
             "print('torch' in sys.modules, 'retinadet.data' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_results_file_text_is_json_dumps_byte_for_byte(coco_80, monkeypatch):
+    """The compiled results writer (COCOEvaluator's results file) writes exactly what json.dumps writes,
+    float reprs included: extreme magnitudes, negative zero, subnormals and random bit patterns."""
+    gt, results = coco_80
+    detections = load_results(gt, results)
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**64 - 1, 40000, dtype=np.uint64).view(np.float64)
+    bits = bits[np.isfinite(bits)][:4000]
+    edge = [0.0, -0.0, 5e-324, 1e-5, 9.999999999999999e-5, 1e-4, 0.1, 1 / 3, 123456789.0, 1e15, 1e16,
+            1234567890123456.0, 12345678901234567890.0, 1e22, 1.7976931348623157e308, -2.5, 2.2250738585072014e-308]
+    detections.boxes = detections.boxes.copy()
+    detections.boxes.reshape(-1)[:len(edge) + len(bits)] = np.concatenate([edge, bits])
+    expected = json.dumps(detections.to_dicts()).encode()
+    if compiled.extension_loaded():
+        assert detections.to_json() == expected
+    monkeypatch.setattr(compiled, "_kernels", None)
+    assert detections.to_json() == expected
