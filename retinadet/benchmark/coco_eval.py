@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from retinadet.benchmark.memory import proc_status_mib
 from retinadet.utils.file_io import atomic_write_json
 
 __all__ = ["EVALUATORS", "CASES", "make_case", "run_once", "run_benchmark"]
@@ -57,16 +58,6 @@ def make_case(folder: str, case: str, num_images: Optional[int] = None, seed: in
             "detections": len(results), "categories": len(dataset["categories"])}
 
 
-def _status_mib(field: str) -> float:
-    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB; VmHWM is this process's own peak
-    (unlike ru_maxrss, which a child started by a large parent inherits)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _as_detector_output(rows: np.ndarray) -> Any:
     """(N, 7) [image_id, x, y, w, h, score, category_id] as a detector hands them over: tensors."""
     import torch
@@ -85,7 +76,8 @@ def _tensors_to_rows(image_ids: Any, boxes: Any, scores: Any, category_ids: Any)
 
 def run_once(evaluator: str, mode: str, gt_json: str, results_json: str, results_npy: str) -> Dict[str, Any]:
     """One measured evaluation in this process: seconds (load, evaluate + accumulate + summarize,
-    total), the 12 stats, the RSS before and this process's peak RSS (MiB).
+    total), the 12 stats, the RSS before and this process's peak RSS (MiB: VmHWM, which a child does
+    not inherit from its parent, unlike ru_maxrss).
 
     In ``memory`` mode every evaluator starts from tensors (torch is loaded, as in a detector's
     process); pycocotools and faster-coco-eval get them as the (N, 7) array their loadRes takes.
@@ -124,7 +116,7 @@ def run_once(evaluator: str, mode: str, gt_json: str, results_json: str, results
             return gt.loadRes(_tensors_to_rows(*res) if mode == "memory" else res)
 
         del dataset
-        rss_before = _status_mib("VmRSS")
+        rss_before = proc_status_mib("VmRSS")
         start = time.perf_counter()
         detections = load(results)
         loaded = time.perf_counter()
@@ -135,7 +127,7 @@ def run_once(evaluator: str, mode: str, gt_json: str, results_json: str, results
         done = time.perf_counter()
     return {"load_s": loaded - start, "evaluate_s": done - loaded, "total_s": done - start,
             "stats": [float(v) for v in evaluation.stats], "rss_before_mib": rss_before,
-            "peak_rss_mib": _status_mib("VmHWM")}
+            "peak_rss_mib": proc_status_mib("VmHWM")}
 
 
 def _child(evaluator: str, mode: str, paths: Dict[str, str]) -> Dict[str, Any]:

@@ -7,14 +7,16 @@
   the current RSS; before that, glibc's ``malloc_trim`` hands the heap memory freed by earlier calls back
   to the system, so that memory the allocator kept cannot hide a call's growth.
 
-All figures are in MiB (2**20 bytes).
+All figures are in MiB (2**20 bytes). torch is imported only where a CUDA device is measured, so a
+process that measures its RSS (a COCO evaluator in benchmarks/coco_eval.py) does not load it.
 """
 import ctypes
 import resource
 import sys
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MIB", "PeakMemory", "peak_memory_mb", "peak_rss_mib", "proc_status_mib", "release_freed_heap",
            "reset_peak_rss"]
@@ -28,10 +30,13 @@ def peak_rss_mib() -> float:
     return peak / MIB if sys.platform == "darwin" else peak / 1024.0
 
 
-def peak_memory_mb(device: Optional[torch.device] = None) -> float:
+def peak_memory_mb(device: Optional["torch.device"] = None) -> float:
     """Peak memory of this process in MiB: allocated CUDA memory on a CUDA ``device``, else peak RSS."""
-    if device is not None and device.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated(device) / MIB
+    if device is not None and device.type == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated(device) / MIB
     return peak_rss_mib()
 
 
@@ -88,7 +93,7 @@ class PeakMemory:
     stays None.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: "torch.device") -> None:
         self.device = device
         self.cuda = device.type == "cuda"
         self.resettable = self.cuda or reset_peak_rss()
@@ -97,6 +102,8 @@ class PeakMemory:
     def reset(self) -> None:
         """Start a new peak here and record the memory in use now as ``base``."""
         if self.cuda:
+            import torch
+
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device) / MIB
         elif self.resettable:

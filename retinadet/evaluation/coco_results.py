@@ -7,14 +7,18 @@ silently (a NaN or negative-size box, a category the ground truth does not have)
 """
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 from iopath.common.file_io import g_pathmgr
 
 from . import compiled
 
-__all__ = ["DetectionResults", "load_results"]
+__all__ = ["DetectionResults", "id_positions", "load_results"]
+
+_NO_IMAGE = "Results do not correspond to current coco set"
+_NO_CATEGORY = "the ground truth has no such category"
+_RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 
 
 def _as_numpy(values: Any, dtype: Any) -> np.ndarray:
@@ -72,10 +76,8 @@ class DetectionResults:
             raise ValueError(f"{source}: boxes {boxes.shape}, scores {scores.shape}, image ids {image_ids.shape} "
                              f"and category ids {category_ids.shape}; expected (N, 4), (N,), (N,), (N,).")
         gt_images, gt_categories = sorted(coco_gt.getImgIds()), sorted(coco_gt.getCatIds())
-        image_index = _positions(image_ids, gt_images, source, "image_id",
-                                 "Results do not correspond to current coco set")
-        category_index = _positions(category_ids, gt_categories, source, "category_id",
-                                    "the ground truth has no such category")
+        image_index = _positions(image_ids, gt_images, source, "image_id", _NO_IMAGE)
+        category_index = _positions(category_ids, gt_categories, source, "category_id", _NO_CATEGORY)
         _check_boxes(boxes, scores, image_ids, source)
         return cls(gt_images, gt_categories, image_index, category_index, boxes, scores, boxes[:, 2] * boxes[:, 3])
 
@@ -89,10 +91,11 @@ class DetectionResults:
         if kernels is None:
             return cls.from_arrays(coco_gt, *_results_as_arrays(results, source), source=source)
         gt_images, gt_categories = sorted(coco_gt.getImgIds()), sorted(coco_gt.getCatIds())
-        arrays = kernels.read_annotations(results, {c: i for i, c in enumerate(gt_images)},
-                                          {c: i for i, c in enumerate(gt_categories)}, "results", source)
-        _refuse_unknown(arrays["image"], results, source, "image_id", "Results do not correspond to current coco set")
-        _refuse_unknown(arrays["category"], results, source, "category_id", "the ground truth has no such category")
+        arrays = kernels.read_annotations(results, id_positions(gt_images), id_positions(gt_categories), "results",
+                                          source)
+        _refuse_unknown(arrays["image"], lambda n: results[n].get("image_id"), source, "image_id", _NO_IMAGE)
+        _refuse_unknown(arrays["category"], lambda n: results[n].get("category_id"), source, "category_id",
+                        _NO_CATEGORY)
         return cls(gt_images, gt_categories, arrays["image"].astype(np.int64), arrays["category"].astype(np.int64),
                    arrays["boxes"], arrays["score"], arrays["area"])
 
@@ -159,7 +162,7 @@ def load_results(coco_gt: Any, results: Union[str, List[Dict[str, Any]], np.ndar
 def _results_as_arrays(results: List[Any], source: str) -> Tuple[np.ndarray, ...]:
     """(image ids, boxes, scores, category ids) of a results list, without the compiled reader."""
     for n, result in enumerate(results):
-        if not isinstance(result, dict) or any(key not in result for key in ("image_id", "category_id", "bbox", "score")):
+        if not isinstance(result, dict) or any(key not in result for key in _RESULT_KEYS):
             raise ValueError(f"{source}[{n}] is {result!r}; a COCO box result is a dict with image_id, category_id, "
                              "bbox [x, y, w, h] and score.")
         bbox = result["bbox"]
@@ -180,25 +183,28 @@ def _results_as_arrays(results: List[Any], source: str) -> Tuple[np.ndarray, ...
         raise
 
 
-def _refuse_unknown(positions: np.ndarray, results: List[Dict[str, Any]], source: str, key: str, why: str) -> None:
+def id_positions(ids: Sequence[Any]) -> Dict[Any, int]:
+    """{id: its position in ``ids``}."""
+    return {value: i for i, value in enumerate(ids)}
+
+
+def _refuse_unknown(positions: np.ndarray, value_at: Callable[[int], Any], source: str, key: str, why: str) -> None:
+    """ValueError naming the first entry whose position is -1 (its ``key`` is ``value_at(n)``)."""
     bad = np.flatnonzero(positions < 0)
     if bad.size:
         n = int(bad[0])
-        raise ValueError(f"{source}[{n}] has {key} {results[n].get(key)!r}, which the ground truth does not have "
-                         f"({why}; {bad.size} result(s) in all).")
+        raise ValueError(f"{source}[{n}] has {key} {value_at(n)!r}, which the ground truth does not have "
+                         f"({why}; {bad.size} detection(s) in all).")
 
 
 def _positions(ids: np.ndarray, known: Sequence[Any], source: str, key: str, why: str) -> np.ndarray:
     """Position of each of ``ids`` in the sorted list ``known``; ValueError naming the first unknown id."""
-    lookup = {value: i for i, value in enumerate(known)}
+    lookup = id_positions(known)
     unique, inverse = np.unique(ids, return_inverse=True)
     positions = np.array([lookup.get(int(value), -1) for value in unique.tolist()], dtype=np.int64)[inverse]
-    bad = np.flatnonzero(positions < 0)
-    if bad.size:
-        n = int(bad[0])
-        raise ValueError(f"{source}[{n}] has {key} {int(ids[n])}, which the ground truth does not have ({why}; "
-                         f"{bad.size} detection(s) in all).")
-    return positions.reshape(-1)
+    positions = positions.reshape(-1)
+    _refuse_unknown(positions, lambda n: int(ids[n]), source, key, why)
+    return positions
 
 
 def _check_boxes(boxes: np.ndarray, scores: np.ndarray, image_ids: np.ndarray, source: str) -> None:

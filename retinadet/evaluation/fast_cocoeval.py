@@ -20,13 +20,13 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from pycocotools.cocoeval import Params
 
 from . import compiled
-from .coco_results import DetectionResults
+from .coco_results import DetectionResults, id_positions
 from .compiled import extension_load_error, extension_loaded
 
 __all__ = ["COCOeval", "extension_loaded", "extension_load_error", "default_num_threads"]
@@ -167,36 +167,30 @@ class _Matches:
         self.num_categories = num_categories
 
 
-def _id_positions(ids: Sequence[Any]) -> Dict[Any, int]:
-    return {value: i for i, value in enumerate(ids)}
+def _read_ground_truth(coco_gt: Any, images: Dict[Any, int], categories: Dict[Any, int]) -> Dict[str, np.ndarray]:
+    """The ground truth's annotations as arrays, with positions among the evaluated images and categories."""
+    return compiled.kernels().read_annotations(_annotation_list(coco_gt, "cocoGt"), images, categories,
+                                               "ground_truth", "cocoGt.dataset['annotations']")
 
 
-def _read_ground_truth(coco_gt: Any, p: Any) -> Dict[str, np.ndarray]:
-    annotations = _annotation_list(coco_gt, "cocoGt")
-    return compiled.kernels().read_annotations(annotations, _id_positions(p.imgIds), _category_positions(p), "ground_truth",
-                                     "cocoGt.dataset['annotations']")
-
-
-def _read_detections(coco_gt: Any, coco_dt: Any, p: Any) -> Dict[str, np.ndarray]:
+def _read_detections(coco_dt: Any, images: Dict[Any, int], categories: Dict[Any, int]) -> Dict[str, np.ndarray]:
+    """The detections (DetectionResults or a COCO) as arrays, with positions as for the ground truth."""
     if isinstance(coco_dt, DetectionResults):
-        image_map = _id_positions(p.imgIds)
-        category_map = _category_positions(p)
-        image_lookup = np.array([image_map.get(i, -1) for i in coco_dt.image_ids] + [-1], dtype=np.int32)
-        category_lookup = np.array([category_map.get(c, -1) for c in coco_dt.category_ids] + [-1], dtype=np.int32)
+        image_lookup = np.array([images.get(i, -1) for i in coco_dt.image_ids] + [-1], dtype=np.int32)
+        category_lookup = np.array([categories.get(c, -1) for c in coco_dt.category_ids] + [-1], dtype=np.int32)
         n = len(coco_dt)
         return {"image": image_lookup[coco_dt.image_index], "category": category_lookup[coco_dt.category_index],
                 "boxes": coco_dt.boxes, "area": coco_dt.area, "id_flag": np.ones(n, dtype=np.uint8),
                 "score": coco_dt.scores}
-    annotations = _annotation_list(coco_dt, "cocoDt")
-    return compiled.kernels().read_annotations(annotations, _id_positions(p.imgIds), _category_positions(p), "detections",
-                                     "cocoDt.dataset['annotations']")
+    return compiled.kernels().read_annotations(_annotation_list(coco_dt, "cocoDt"), images, categories,
+                                               "detections", "cocoDt.dataset['annotations']")
 
 
 def _category_positions(p: Any) -> Dict[Any, int]:
     if not p.useCats and len(set(p.catIds)) != len(p.catIds):
         raise ValueError(f"params.catIds {list(p.catIds)} repeats a category; with useCats=0 pycocotools would "
                          "count its objects twice.")
-    return _id_positions(p.catIds)
+    return id_positions(p.catIds)
 
 
 def _annotation_list(coco: Any, name: str) -> List[Dict[str, Any]]:
@@ -269,8 +263,9 @@ def _run_parallel(function: Any, ranges: List[Tuple[int, int]], num_threads: int
 
 def _match(coco_gt: Any, coco_dt: Any, p: Any, num_threads: int) -> _Matches:
     """pycocotools' evaluate(): per (image, category) group, match at every IoU threshold and area range."""
-    gt = _read_ground_truth(coco_gt, p)
-    dt = _read_detections(coco_gt, coco_dt, p)
+    images, categories = id_positions(p.imgIds), _category_positions(p)
+    gt = _read_ground_truth(coco_gt, images, categories)
+    dt = _read_detections(coco_dt, images, categories)
     num_images = len(p.imgIds)
     num_categories = len(p.catIds) if p.useCats else 1
     num_groups = num_images * num_categories
@@ -289,9 +284,11 @@ def _match(coco_gt: Any, coco_dt: Any, p: Any, num_threads: int) -> _Matches:
     gt_arrays = [np.ascontiguousarray(gt[key][gt_order]) for key in ("boxes", "area", "crowd", "id_flag")]
     dt_arrays = [np.ascontiguousarray(dt[key][dt_order]) for key in ("boxes", "area", "id_flag")]
 
+    kernels = compiled.kernels()
+
     def match_range(begin: int, end: int) -> None:
-        compiled.kernels().match_groups(begin, end, gt_start, dt_start, *gt_arrays, *dt_arrays, area_ranges, iou_thresholds,
-                              flags, counted)
+        kernels.match_groups(begin, end, gt_start, dt_start, *gt_arrays, *dt_arrays, area_ranges, iou_thresholds,
+                             flags, counted)
 
     work = np.diff(gt_start) * np.diff(dt_start) + np.diff(gt_start) + np.diff(dt_start)
     _run_parallel(match_range, _split(work, 4 * num_threads), num_threads)
@@ -336,9 +333,11 @@ def _accumulate(matches: _Matches, p: Any, pe: Any, num_threads: int) -> Dict[st
     rank32 = np.ascontiguousarray(matches.rank, dtype=np.int32)
     recall_thresholds = np.ascontiguousarray(p.recThrs, dtype=np.float64).reshape(-1)
 
+    kernels = compiled.kernels()
+
     def accumulate_range(begin: int, end: int) -> None:
-        compiled.kernels().accumulate_categories(begin, end, blocks, order, rank32, matches.score, matches.flags, counted,
-                                       k_list, a_list, m_list, recall_thresholds, precision, recall, scores)
+        kernels.accumulate_categories(begin, end, blocks, order, rank32, matches.score, matches.flags, counted,
+                                      k_list, a_list, m_list, recall_thresholds, precision, recall, scores)
 
     sizes = np.diff(blocks)[k_list] + 1 if k_list.size else np.zeros(0)
     _run_parallel(accumulate_range, _split(sizes, 2 * num_threads), num_threads)
