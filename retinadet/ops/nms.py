@@ -1,8 +1,10 @@
 """Non-maximum suppression: the compiled op when ``retinadet._C`` is loaded, else torchvision's.
 
-Both give torchvision's results: the same indices in the same order, ties included.
+Both give torchvision's results: the same indices in the same order, ties included. While a model
+is traced for export (retinadet.export), torchvision's ops run, so the graph loads without retinadet.
 """
 import torch
+import torchvision
 from torch import Tensor
 
 from . import fallback
@@ -17,6 +19,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     A box is dropped when its IoU with a higher-scoring kept box is > ``iou_threshold`` (in [0, 1]).
     Returns the int64 indices kept, in decreasing score order (ties by index).
     """
+    if torch.jit.is_tracing():  # an exported graph must not need retinadet's ops to load
+        return torchvision.ops.nms(boxes, scores, float(iou_threshold))
     fallback.check_same_device("nms", boxes=boxes, scores=scores)
     if isinstance(boxes, Tensor) and use_compiled("nms", boxes.device):
         return torch.ops.retinadet.nms(boxes, scores, float(iou_threshold))
@@ -30,6 +34,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     (its ``batched_nms`` for N > 1000 on the CPU). Unlike torchvision's offset trick for small N,
     boxes are never shifted, so huge coordinates keep their precision.
     """
+    if torch.jit.is_tracing():
+        # An exported graph must not need retinadet's ops to load: torchvision's op, whose traced
+        # form offsets each category's boxes by (max coordinate + 1) x category id.
+        return torchvision.ops.batched_nms(boxes, scores, idxs, float(iou_threshold))
     fallback.check_same_device("batched_nms", boxes=boxes, scores=scores, idxs=idxs)
     if isinstance(boxes, Tensor) and use_compiled("batched_nms", boxes.device):
         return torch.ops.retinadet.batched_nms(boxes, scores, idxs, float(iou_threshold))

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ...config import CfgNode
 from ...registry import ANCHOR_GENERATOR_REGISTRY
+from ...utils.tracing import size_of
 from ..shape_spec import ShapeSpec
 
 __all__ = ["DefaultAnchorGenerator", "grid_anchors"]
@@ -173,10 +174,10 @@ class DefaultAnchorGenerator(nn.Module):
                 f"{type(self).__name__} was built for {len(self.cell_anchors)} levels (strides "
                 f"{self.strides}) but got {len(features)} feature maps."
             )
-        image_size = (int(image_size[0]), int(image_size[1]))
         anchors_per_level = []
         for level, (feature, cells) in enumerate(zip(features, self.cell_anchors)):
-            grid_size = (int(feature.shape[-2]), int(feature.shape[-1]))
+            # Traced for export: the grid stays the features' traced size, so the graph takes any size.
+            grid_size = (size_of(feature, -2), size_of(feature, -1))
             stride = self.level_stride(level, grid_size, image_size)
             anchors = self._cached_grid_anchors(level, cells, grid_size, stride, feature.device)
             anchors_per_level.append(anchors)

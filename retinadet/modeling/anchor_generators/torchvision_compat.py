@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 
 from ...registry import ANCHOR_GENERATOR_REGISTRY
+from ...utils.tracing import is_tracing
 from .default import DefaultAnchorGenerator
 
 __all__ = ["TorchvisionAnchorGenerator"]
@@ -42,4 +43,7 @@ class TorchvisionAnchorGenerator(DefaultAnchorGenerator):
         self, level: int, grid_size: Tuple[int, int], image_size: Tuple[int, int]
     ) -> Tuple[float, float]:
         """(stride_y, stride_x) = (Hp // Hi, Wp // Wi), torchvision's per-axis integer stride."""
-        return float(image_size[0] // grid_size[0]), float(image_size[1] // grid_size[1])
+        stride_y, stride_x = image_size[0] // grid_size[0], image_size[1] // grid_size[1]
+        if is_tracing():  # traced sizes: the strides stay in the exported graph
+            return stride_y.to(torch.float32), stride_x.to(torch.float32)
+        return float(stride_y), float(stride_x)

@@ -68,6 +68,12 @@ class DetectorBase(nn.Module):
         return normalize_and_pad(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
                                  self.channels_last)
 
+    def detect(self, images: ImageList) -> List[Dict[str, Tensor]]:
+        """Inference on a padded, normalised batch: per image {"boxes" (D, 4) xyxy in its
+        ``images.image_sizes[i]`` frame, "scores" (D,), "labels" (D,) int64}, best first, before
+        :meth:`postprocess`. The exported graph (retinadet.export) traces this."""
+        raise NotImplementedError(f"{type(self).__name__} must define detect(images) to run inference or export.")
+
     def postprocess(
         self, detections: List[Dict[str, Tensor]], image_sizes, batched_inputs: Optional[Sequence[Dict]]
     ) -> List[Dict[str, Tensor]]:

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ... import ops
 from ...structures import clip_boxes, scale_boxes
+from ...utils.tracing import at_most
 
 __all__ = ["dense_detections", "drop_empty_boxes", "rescale_detections", "rescale_to_inputs"]
 
@@ -26,7 +27,7 @@ def _candidates_per_level(
     candidate_idxs = (scores > score_thresh).nonzero().squeeze(1)
     # By index, not by the boolean mask: masking would run a second nonzero over all R * K scores.
     scores = scores.index_select(0, candidate_idxs)
-    num_topk = min(topk, candidate_idxs.numel())
+    num_topk = at_most(candidate_idxs.shape[0], topk)
     scores, order = scores.topk(num_topk)
     candidate_idxs = candidate_idxs[order]
     anchor_idxs = torch.div(candidate_idxs, num_classes, rounding_mode="floor")

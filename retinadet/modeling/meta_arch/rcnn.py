@@ -75,12 +75,19 @@ class GeneralizedRCNN(DetectorBase):
         if self.training:
             targets = check_targets(batched_inputs, self.num_classes, "MODEL.ROI_HEADS.NUM_CLASSES")
             targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
+        if not self.training:
+            return self.postprocess(self.detect(images), images.image_sizes, batched_inputs)
         features = self.forward_features(images)
         proposals, proposal_losses = self.proposal_generator(images, features, targets)
-        detections, detector_losses = self.roi_heads(images, features, proposals, targets)
-        if self.training:
-            overlap = set(proposal_losses) & set(detector_losses)
-            if overlap:
-                raise KeyError(f"The proposal generator and the region heads both return losses {sorted(overlap)}.")
-            return {**proposal_losses, **detector_losses}
-        return self.postprocess(detections, images.image_sizes, batched_inputs)
+        _, detector_losses = self.roi_heads(images, features, proposals, targets)
+        overlap = set(proposal_losses) & set(detector_losses)
+        if overlap:
+            raise KeyError(f"The proposal generator and the region heads both return losses {sorted(overlap)}.")
+        return {**proposal_losses, **detector_losses}
+
+    def detect(self, images: ImageList) -> List[Dict[str, Tensor]]:
+        """Detections per image of a padded batch, in its ``image_sizes`` frames (see DetectorBase)."""
+        features = self.forward_features(images)
+        proposals, _ = self.proposal_generator(images, features, None)
+        detections, _ = self.roi_heads(images, features, proposals, None)
+        return detections

@@ -155,10 +155,26 @@ class RetinaNet(DetectorBase):
         images = self.preprocess_image(batched_inputs)
         if self.training:
             targets = check_targets(batched_inputs, self.num_classes)
-        logits, deltas, anchors = self.forward_features(images)
-        if self.training:
+            logits, deltas, anchors = self.forward_features(images)
             return self.losses(logits, deltas, anchors, targets)
-        return self.inference(logits, deltas, anchors, images.image_sizes, batched_inputs)
+        return self.postprocess(self.detect(images), images.image_sizes, batched_inputs)
+
+    def detect(self, images: ImageList) -> List[Dict[str, Tensor]]:
+        """Detections per image of a padded batch, in its ``image_sizes`` frames (see DetectorBase)."""
+        logits, deltas, anchors = self.forward_features(images)
+        return self.detections(logits, deltas, anchors, images.image_sizes)
+
+    def detections(self, logits, deltas, anchors, image_sizes) -> List[Dict[str, Tensor]]:
+        """Per image {"boxes" (D, 4) xyxy, "scores" (D,), "labels" (D,) int64} in its ``image_sizes``
+        (h, w) frame, best first, from per-level (N, Ri, K) logits, (N, Ri, 4) deltas and (Ri, 4) anchors."""
+        return [
+            dense_detections(
+                [x[i] for x in logits], [x[i] for x in deltas], anchors, image_size, self.box_coder,
+                self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
+                self.clip_before_nms,
+            )
+            for i, image_size in enumerate(image_sizes)
+        ]
 
     def losses(
         self, logits: List[Tensor], deltas: List[Tensor], anchors: List[Tensor], targets: List[Dict[str, Tensor]]
@@ -201,12 +217,4 @@ class RetinaNet(DetectorBase):
         Returns:
             per image {"boxes" (D, 4) xyxy, "scores" (D,), "labels" (D,) int64}, best score first.
         """
-        detections = [
-            dense_detections(
-                [x[i] for x in logits], [x[i] for x in deltas], anchors, image_size, self.box_coder,
-                self.score_thresh, self.topk_candidates, self.nms_thresh, self.max_detections_per_image,
-                self.clip_before_nms,
-            )
-            for i, image_size in enumerate(image_sizes)
-        ]
-        return self.postprocess(detections, image_sizes, batched_inputs)
+        return self.postprocess(self.detections(logits, deltas, anchors, image_sizes), image_sizes, batched_inputs)

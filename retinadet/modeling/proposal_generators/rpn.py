@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ... import ops
 from ...registry import ANCHOR_GENERATOR_REGISTRY, HEAD_REGISTRY, PROPOSAL_GENERATOR_REGISTRY, SAMPLER_REGISTRY
 from ...structures import ImageList, clip_boxes
+from ...utils.tracing import at_most
 from ..box_coders import DeltaXYWHBoxCoder
 from ..build import build
 from ..losses import smooth_l1_loss
@@ -203,14 +204,14 @@ class RPN(nn.Module):
         batch_idx = torch.arange(num_images, device=device)[:, None]
         boxes, logits, levels = [], [], []
         for level, (logits_i, deltas_i, anchors_i) in enumerate(zip(objectness, deltas, anchors)):
-            k = min(pre_topk, logits_i.shape[1])
+            k = at_most(logits_i.shape[1], pre_topk)
             top_logits, top_idx = logits_i.detach().topk(k, dim=1)  # (N, k)
             top_deltas = deltas_i.detach()[batch_idx, top_idx]  # (N, k, 4)
             top_anchors = anchors_i[top_idx]  # (N, k, 4)
             decoded = self.box_coder.decode(top_deltas.reshape(-1, 4), top_anchors.reshape(-1, 4))
-            boxes.append(decoded.view(num_images, k, 4))
+            boxes.append(decoded.view(num_images, -1, 4))
             logits.append(top_logits)
-            levels.append(torch.full((k,), level, dtype=torch.int64, device=device))
+            levels.append(torch.full_like(top_idx[0], level))
         boxes, logits, levels = torch.cat(boxes, dim=1), torch.cat(logits, dim=1), torch.cat(levels)
 
         results = []

@@ -155,9 +155,13 @@ def fast_rcnn_inference(
     """
     # Half-precision logits (autocast) are scored in float32, the precision the boxes are decoded in.
     scores = F.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
-    counts = [p.shape[0] for p in proposals]
+    if len(proposals) == 1:  # one image: no split (whose sizes a traced graph would freeze)
+        per_image = [(scores, deltas)]
+    else:
+        counts = [p.shape[0] for p in proposals]
+        per_image = list(zip(scores.split(counts), deltas.split(counts)))
     results = []
-    for s, d, p, size in zip(scores.split(counts), deltas.split(counts), proposals, image_sizes):
+    for (s, d), p, size in zip(per_image, proposals, image_sizes):
         results.append(
             _detections_of_image(s, d, p, size, box_coder, score_thresh, nms_thresh, min_box_size, max_detections)
         )

@@ -123,7 +123,7 @@ class ROIPooler(nn.Module):
             )
         concat = torch.cat(boxes, dim=0)
         image_ids = torch.cat(
-            [torch.full((b.shape[0], 1), i, dtype=concat.dtype, device=concat.device) for i, b in enumerate(boxes)]
+            [torch.full_like(b[:, :1], i, dtype=concat.dtype) for i, b in enumerate(boxes)]
         )
         rois = torch.cat([image_ids, concat], dim=1)
         if len(features) == 1:
