@@ -11,7 +11,7 @@ from ..data import MetadataCatalog, read_image, register_builtin_datasets
 from ..data.mapper import build_augmentations
 from ..modeling import build_model
 
-__all__ = ["DefaultPredictor"]
+__all__ = ["DefaultPredictor", "class_names_of"]
 
 ImageInput = Union[np.ndarray, str, os.PathLike]
 
@@ -37,7 +37,7 @@ class DefaultPredictor:
         self.model = build_model(self.cfg).eval()
         self.input_format = self.cfg.INPUT.FORMAT
         self.augmentations = build_augmentations(self.cfg, is_train=False)
-        self.class_names = _class_names(self.cfg)
+        self.class_names = class_names_of(self.cfg)
 
     def __call__(self, image: ImageInput) -> Dict[str, Any]:
         """Detections of one image (see the class docstring)."""
@@ -91,7 +91,7 @@ def _check_image(image: Any, index: int, input_format: str) -> None:
         raise ValueError(f"{where} is empty ({image.shape[0]} x {image.shape[1]} pixels).")
 
 
-def _class_names(cfg: CfgNode) -> Optional[List[str]]:
+def class_names_of(cfg: CfgNode) -> Optional[List[str]]:
     """``meta.thing_classes`` of the checkpoint, else of the config's first registered test/training set."""
     if cfg.MODEL.WEIGHTS:
         names = read_checkpoint_meta(cfg.MODEL.WEIGHTS).get("thing_classes")

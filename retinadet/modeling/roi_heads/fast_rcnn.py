@@ -50,11 +50,14 @@ class FastRCNNPredictor(nn.Module):
 
 
 def _deltas_of_classes(deltas: Tensor, classes: Tensor) -> Tensor:
-    """Rows of ``deltas (R, 4K or 4)`` at each region's class ``classes (R,)`` -> ``(R, 4)``."""
-    per_class = deltas.reshape(deltas.shape[0], deltas.shape[1] // 4, 4)
-    if per_class.shape[1] == 1:  # class-agnostic: one box for every class
-        return per_class[:, 0]
-    return per_class[torch.arange(deltas.shape[0], device=deltas.device), classes]
+    """Rows of ``deltas (R, 4K or 4)`` at each region's class ``classes (R,)`` -> ``(R, 4)``.
+
+    Columns 4c..4c+3 hold class c's deltas; with 4 columns (class-agnostic) every class reads columns
+    0..3, which ``4c mod 4`` gives too. No reshape and no branch on the width, so a traced graph takes
+    any number of regions, none included."""
+    first = torch.remainder(classes * 4, deltas.shape[1])
+    columns = first[:, None] + torch.arange(4, device=deltas.device)
+    return deltas.gather(1, columns)
 
 
 def fast_rcnn_losses(

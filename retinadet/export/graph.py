@@ -1,0 +1,93 @@
+"""The exported detector: one uint8 image of any size in, its detections out, every step in the graph.
+
+:class:`DetectionGraph` wraps a detector (RetinaNet, GeneralizedRCNN, or any meta-architecture with
+``detect(images)``) into the function that is traced: test-time resize, normalisation, padding,
+the network, anchors, decoding, NMS, and the boxes scaled back to the input image's frame. It is an
+ordinary module, so the same code runs eagerly (the reference the exported files are checked
+against) and traced (TorchScript, ONNX).
+"""
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..structures import ImageList, clip_boxes
+from ..utils.tracing import is_tracing
+
+__all__ = ["DetectionGraph", "resized_shape"]
+
+
+def resized_shape(height: Tensor, width: Tensor, short_edge: int, max_size: int) -> Tuple[Tensor, Tensor]:
+    """(H', W') int64 of an image of ``height`` x ``width`` (0-dim int64 tensors) after the test-time
+    resize: the short side becomes ``short_edge``, then both shrink so the long side is at most
+    ``max_size`` (<= 0: no cap), each rounded half up. The arithmetic of
+    ``retinadet.data.transforms.resize_shortest_edge_shape`` in float64, so the sizes are equal."""
+    h, w = height.to(torch.float64), width.to(torch.float64)
+    scale = short_edge / torch.minimum(h, w)
+    new_h, new_w = h * scale, w * scale
+    if max_size > 0:
+        cap = torch.clamp(max_size / torch.maximum(new_h, new_w), max=1.0)
+        new_h, new_w = new_h * cap, new_w * cap
+    return torch.floor(new_h + 0.5).to(torch.int64), torch.floor(new_w + 0.5).to(torch.int64)
+
+
+class DetectionGraph(nn.Module):
+    """``image (3, H, W) uint8`` in the model's channel order -> ``boxes (D, 4) float32 xyxy`` in
+    that image's frame, ``scores (D,) float32`` (best first) and ``labels (D,) int64``.
+
+    Args:
+        model: a detector in eval mode with ``pixel_mean``, ``pixel_std``, ``size_divisibility``,
+            ``drop_empty_boxes`` and ``detect(ImageList) -> [{"boxes", "scores", "labels"}]``.
+        min_size, max_size: the test-time resize (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST); ``min_size``
+            0 keeps the image's size. The resize is bilinear on float pixels (half-pixel centres,
+            no antialiasing): an image already at its test size passes unchanged, so a caller that
+            resizes with the data pipeline (PIL) first gets the eager model's input exactly.
+    """
+
+    def __init__(self, model: nn.Module, min_size: int, max_size: int):
+        super().__init__()
+        self.model = model
+        self.min_size = int(min_size)
+        self.max_size = int(max_size)
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Detections of one ``(3, H, W)`` uint8 image; see the class docstring."""
+        shape = torch._shape_as_tensor(image)
+        height, width = shape[1], shape[2]
+        pixels = image.to(torch.float32)[None]
+        if self.min_size > 0:
+            new_h, new_w = resized_shape(height, width, self.min_size, self.max_size)
+            size = (new_h, new_w) if is_tracing() else (int(new_h), int(new_w))
+            pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False)
+        else:
+            new_h, new_w = height, width
+        model = self.model
+        pixels = (pixels - model.pixel_mean) / model.pixel_std
+        divisor = int(model.size_divisibility)
+        if divisor > 1:
+            pad_h = (divisor - new_h % divisor) % divisor
+            pad_w = (divisor - new_w % divisor) % divisor
+            pads = [0, pad_w, 0, pad_h] if is_tracing() else [0, int(pad_w), 0, int(pad_h)]
+            pixels = F.pad(pixels, pads)
+        if getattr(model, "channels_last", False):
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        image_size = (new_h, new_w) if is_tracing() else (int(new_h), int(new_w))
+        detections = model.detect(ImageList(pixels, [image_size]))[0]
+        boxes = self._to_input_frame(detections["boxes"], (new_h, new_w), (height, width))
+        scores, labels = detections["scores"], detections["labels"]
+        if model.drop_empty_boxes:
+            keep = torch.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        return boxes, scores, labels.to(torch.int64)
+
+    def _to_input_frame(self, boxes: Tensor, resized: Tuple[Tensor, Tensor], original: Tuple[Tensor, Tensor]):
+        """``boxes (D, 4)`` xyxy of the resized image scaled to the original and clipped to it: the
+        float32 factors of ``rescale_detections`` (a float64 ratio rounded once)."""
+        if self.min_size <= 0:
+            return boxes
+        (new_h, new_w), (height, width) = resized, original
+        scale_y = (height.to(torch.float64) / new_h.to(torch.float64)).to(boxes.dtype)
+        scale_x = (width.to(torch.float64) / new_w.to(torch.float64)).to(boxes.dtype)
+        factors = torch.stack((scale_x, scale_y, scale_x, scale_y))
+        return clip_boxes(boxes * factors, (height.to(boxes.dtype), width.to(boxes.dtype)))

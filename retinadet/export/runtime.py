@@ -1,0 +1,137 @@
+"""Running an exported detector: TorchScript with torch, ONNX with onnxruntime or OpenVINO.
+
+``load_exported(path, backend)`` returns an :class:`ExportedDetector`: ``detector(image)`` takes one
+``(3, H, W)`` uint8 image (numpy array or tensor) and returns ``{"boxes": (D, 4) float32 xyxy,
+"scores": (D,) float32, "labels": (D,) int64}`` as tensors. The image is checked first (dtype, rank,
+size), since an ONNX runtime's own messages for a wrong input are terse and a traced TorchScript
+graph cannot raise.
+
+This module needs neither the model code nor the config: a TorchScript file needs torch and
+torchvision (whose ``nms`` and ``roi_align`` ops are in the graph), an ONNX file its runtime.
+"""
+import os
+from collections import OrderedDict
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from .errors import require
+
+__all__ = ["EXPORTED_BACKENDS", "PRECISIONS", "ExportedDetector", "check_exported_input", "load_exported"]
+
+EXPORTED_BACKENDS = ("torchscript", "onnxruntime", "openvino")
+# Arithmetic of a backend's network: float32 everywhere, or bfloat16 convolutions where the CPU has them.
+PRECISIONS = ("float32", "bfloat16")
+_FILE_FORMAT = {"torchscript": "torchscript", "onnxruntime": "onnx", "openvino": "onnx"}
+
+ImageArray = Union[np.ndarray, torch.Tensor]
+
+
+def check_exported_input(image: ImageArray, where: str = "exported model") -> np.ndarray:
+    """``image`` as a contiguous (3, H, W) uint8 numpy array, or a ValueError naming what is wrong."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{where}: the image is a {type(image).__name__}; give a (3, H, W) uint8 array or tensor.")
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"{where}: the image has shape {tuple(image.shape)}; expected (3, H, W), channels first "
+                         "(a 2-D gray image: stack it to 3 channels; an (H, W, 3) image: transpose it to (3, H, W)).")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{where}: the image has dtype {image.dtype}; expected uint8 pixels 0-255 (a float image "
+                         "in 0-1: multiply by 255 and convert to uint8).")
+    if image.shape[1] == 0 or image.shape[2] == 0:
+        raise ValueError(f"{where}: the image is empty ({image.shape[1]} x {image.shape[2]} pixels).")
+    return np.ascontiguousarray(image)
+
+
+class ExportedDetector:
+    """An exported file run by one backend; see the module docstring.
+
+    Args:
+        path: the exported file (``model.ts`` for "torchscript", ``model.onnx`` for the others).
+        backend: one of :data:`EXPORTED_BACKENDS`.
+        num_threads: CPU threads of the runtime (None: torch's current count).
+        precision: "float32", or "bfloat16" (OpenVINO only: its CPU plugin's bf16 inference).
+    """
+
+    # OpenVINO runs a size it sees for the first time on the dynamic-shape network, and compiles one for a
+    # size it sees again (static shapes run about 1.3x faster): at most this many are kept.
+    _MAX_COMPILED_SIZES = 8
+
+    def __init__(self, path: str, backend: str, num_threads: Optional[int] = None, precision: str = "float32"):
+        if backend not in EXPORTED_BACKENDS:
+            raise ValueError(f"Unknown exported-model backend {backend!r}; valid: {list(EXPORTED_BACKENDS)}.")
+        if precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {precision!r}; valid: {list(PRECISIONS)}.")
+        if precision == "bfloat16" and backend != "openvino":
+            raise ValueError(f"precision bfloat16 is an OpenVINO option; backend {backend!r} runs float32.")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No exported model at {path!r} (backend {backend!r} reads a "
+                                    f"{_FILE_FORMAT[backend]} file; make one with tools/export_model.py).")
+        self.path, self.backend, self.precision = path, backend, precision
+        self.num_threads = int(num_threads or torch.get_num_threads())
+        self._run = getattr(self, f"_load_{backend}")()
+
+    def __call__(self, image: ImageArray) -> Dict[str, torch.Tensor]:
+        """Detections of one (3, H, W) uint8 image in its frame; see the module docstring."""
+        array = check_exported_input(image, f"{self.backend} model {self.path}")
+        boxes, scores, labels = self._run(array)
+        return {"boxes": torch.as_tensor(boxes, dtype=torch.float32), "scores": torch.as_tensor(scores, dtype=torch.float32),
+                "labels": torch.as_tensor(labels).to(torch.int64)}
+
+    def _load_torchscript(self):
+        import torchvision  # noqa: F401  (registers torchvision::nms / roi_align, which the graph calls)
+
+        module = torch.jit.load(self.path, map_location="cpu").eval()
+
+        def run(array: np.ndarray):
+            with torch.no_grad():
+                return module(torch.from_numpy(array))
+        return run
+
+    def _load_onnxruntime(self):
+        ort = require("onnxruntime", f"Running {self.path} with onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.num_threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+
+        def run(array: np.ndarray):
+            return session.run(None, {name: array})
+        return run
+
+    def _load_openvino(self):
+        ov = require("openvino", f"Running {self.path} with OpenVINO")
+        core = ov.Core()
+        network = core.read_model(self.path)
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bfloat16" else "f32",
+                  "INFERENCE_NUM_THREADS": self.num_threads, "PERFORMANCE_HINT": "LATENCY"}
+        dynamic = core.compile_model(network, "CPU", config)
+        compiled: "OrderedDict[Tuple[int, int], object]" = OrderedDict()
+        seen: set = set()
+
+        def run(array: np.ndarray):
+            size = (int(array.shape[1]), int(array.shape[2]))
+            model = compiled.get(size)
+            if model is not None:
+                compiled.move_to_end(size)
+            elif size in seen:  # a size seen before: compile the network for it (static shapes run faster)
+                sized = network.clone()
+                sized.reshape({sized.inputs[0].any_name: [3, *size]})
+                model = compiled[size] = core.compile_model(sized, "CPU", config)
+                if len(compiled) > self._MAX_COMPILED_SIZES:
+                    compiled.popitem(last=False)
+            else:
+                seen.add(size)
+                model = dynamic
+            outputs = model(array)
+            return [outputs[i] for i in range(3)]
+        return run
+
+
+def load_exported(path: str, backend: str, num_threads: Optional[int] = None,
+                  precision: str = "float32") -> ExportedDetector:
+    """An :class:`ExportedDetector` for ``path`` run by ``backend``."""
+    return ExportedDetector(path, backend, num_threads, precision)
