@@ -183,8 +183,9 @@ def _onnx_failure(traced: torch.jit.ScriptModule, error: Exception) -> str:
             scope = node.scopeName() or "<graph>"
             source = str(node.sourceRange()).strip().splitlines()
             where = source[0] if source else "(source unknown)"
-            return (f"The operation {node.kind()} in module {scope.split('/')[-1].replace('__module.', '') or '<graph>'}"
-                    f" ({where}) cannot be exported to ONNX opset {ONNX_OPSET}: {message}")
+            module = scope.split("/")[-1].replace("__module.", "") or "<graph>"
+            return (f"The operation {node.kind()} in module {module} ({where}) cannot be exported to ONNX "
+                    f"opset {ONNX_OPSET}: {message}")
     return f"ONNX export failed: {type(error).__name__}: {message}"
 
 

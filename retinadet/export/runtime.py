@@ -77,7 +77,8 @@ class ExportedDetector:
         """Detections of one (3, H, W) uint8 image in its frame; see the module docstring."""
         array = check_exported_input(image, f"{self.backend} model {self.path}")
         boxes, scores, labels = self._run(array)
-        return {"boxes": torch.as_tensor(boxes, dtype=torch.float32), "scores": torch.as_tensor(scores, dtype=torch.float32),
+        return {"boxes": torch.as_tensor(boxes, dtype=torch.float32),
+                "scores": torch.as_tensor(scores, dtype=torch.float32),
                 "labels": torch.as_tensor(labels).to(torch.int64)}
 
     def _load_torchscript(self):
