@@ -32,6 +32,8 @@ EXAMPLES = """examples:
   python tools/benchmark.py --config-file configs/quick/retinanet_R_18_synthetic.yaml --task train
   python tools/benchmark.py --config-file configs/COCO-Detection/retinanet_R_50_FPN_1x.yaml \\
       --task eval --compare-torchvision --iters 5 --warmup 1
+  python tools/benchmark.py --config-file configs/COCO-Detection/retinanet_R_50_FPN_1x.yaml --task eval \
+      --input synthetic --size 512 512 --compare-torchvision --backend onnxruntime openvino
   python tools/benchmark.py --config-file configs/COCO-Detection/retinanet_R_50_FPN_1x.yaml --task flops
   python tools/benchmark.py --config-file configs/shapes/retinanet_R_18_FPN.yaml --task data \\
       DATASETS.ROOT /tmp/datasets
@@ -55,6 +57,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentP
     parser.add_argument("--compare-torchvision", action="store_true",
                         help="also time torchvision's retinanet_resnet50_fpn (RetinaNet configs) or "
                         "fasterrcnn_resnet50_fpn (GeneralizedRCNN configs) on the same batches")
+    parser.add_argument("--backend", nargs="+", default=["eager"], metavar="NAME",
+                        help="eval: also time the model run by these (eager, compile, torchscript, onnxruntime, "
+                        "openvino; ':bfloat16' after eager, compile or openvino), with their detections "
+                        "compared with the eager model's")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count of train and eval")
     parser.add_argument("--relative-to", metavar="JSON",
                         help="an earlier --json report (same task, size, batch, device, threads) to divide "

@@ -3,10 +3,23 @@ the error for a request it cannot serve."""
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-__all__ = ["INPUTS", "TASKS", "BenchmarkError", "BenchmarkOptions"]
+__all__ = ["BACKENDS", "INPUTS", "TASKS", "BenchmarkError", "BenchmarkOptions", "parse_backend"]
 
 TASKS = ("train", "eval", "flops", "data", "time-to-accuracy")
 INPUTS = ("synthetic", "dataset")
+# --backend of the eval task: MODEL.INFERENCE_BACKEND values, optionally ":bfloat16" (eager, compile, openvino).
+BACKENDS = ("eager", "compile", "torchscript", "onnxruntime", "openvino")
+
+
+def parse_backend(spec: str) -> Tuple[str, str]:
+    """("openvino", "bfloat16") for "openvino:bfloat16", ("onnxruntime", "float32") for "onnxruntime";
+    BenchmarkError for another name or precision."""
+    name, _, precision = spec.partition(":")
+    precision = precision or "float32"
+    if name not in BACKENDS or precision not in ("float32", "bfloat16"):
+        raise BenchmarkError(f"backend {spec!r} is not one of {', '.join(BACKENDS)}, optionally followed by "
+                             "':bfloat16' (e.g. openvino:bfloat16).")
+    return name, precision
 
 
 class BenchmarkError(Exception):
@@ -32,6 +45,7 @@ class BenchmarkOptions:
     minutes: Optional[float] = None
     interval: float = 1.0
     opts: Sequence[str] = ()
+    backend: Sequence[str] = ("eager",)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -44,3 +58,8 @@ class BenchmarkOptions:
             raise BenchmarkError(f"size is an image's (height, width), both >= 1; got {self.size}.")
         self.size = tuple(self.size) if self.size is not None else None
         self.opts = list(self.opts or [])
+        self.backend = list(self.backend or ["eager"])
+        for spec in self.backend:
+            parse_backend(spec)
+        if self.task != "eval" and self.backend != ["eager"]:
+            raise BenchmarkError(f"--backend {' '.join(self.backend)} applies to --task eval only.")

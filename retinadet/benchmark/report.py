@@ -24,6 +24,8 @@ def _millions(value: int) -> str:
 def _label(report: Dict[str, Any], name: str) -> str:
     if name == "ours":
         return f"ours ({os.path.basename(report['config_file'])})"
+    if name.startswith("ours-"):  # a --backend of the eval task
+        return f"ours, {name[len('ours-'):]}"
     return f"torchvision {report.get('torchvision_model') or ''}".strip()
 
 
@@ -73,6 +75,23 @@ def _speed_table(report: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _backend_table(report: Dict[str, Any]) -> List[str]:
+    table = report.get("backends")
+    if not table:
+        return []
+    lines = ["", "| model | s/image | x torchvision eager | detections | same count and labels as eager "
+             "| max box diff px | max score diff |", "|---|---:|---:|---:|---|---:|---:|"]
+    for name, row in table.items():
+        speed = "-" if row["speedup_over_torchvision"] is None else f"{row['speedup_over_torchvision']:.2f}x"
+        if "max_box_diff" in row:
+            same = "yes" if row["same_count_and_labels"] else "no"
+            diffs = f"{row['detections']} | {same} | {row['max_box_diff']:.2g} | {row['max_score_diff']:.2g}"
+        else:
+            diffs = "- | - | - | -"
+        lines.append(f"| {_label(report, name)} | {row['s_per_image']:.3f} | {speed} | {diffs} |")
+    return lines
+
+
 def _ratio_tables(report: Dict[str, Any]) -> List[str]:
     lines = []
     ratio = report.get("ours_over_torchvision")
@@ -119,7 +138,7 @@ def markdown(report: Dict[str, Any]) -> str:
         return "\n".join(lines + _data_table(report))
     if report["task"] == "flops":
         return "\n".join(lines + size_table(report))
-    lines += _speed_table(report) + _ratio_tables(report) + [""] + size_table(report)
+    lines += _speed_table(report) + _ratio_tables(report) + _backend_table(report) + [""] + size_table(report)
     last = "; ".join(
         f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in f["last"].items()) for name, f in report["models"].items()
     )

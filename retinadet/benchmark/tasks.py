@@ -46,6 +46,10 @@ def benchmark_model(cfg: CfgNode, options: BenchmarkOptions) -> Dict[str, Any]:
     models = build_models(cfg, options)
     image = None if options.no_flops else batches[0][0]["image"]
     sizes = {name: model_size(model, image) for name, model in models.items()}
+    if options.task == "eval":
+        runners = backend_runners(cfg, models["ours"], options.backend, batches[0])
+        sizes.update({name: sizes["ours"] for name in runners})  # the same network, run by another runtime
+        models = {"ours": models["ours"], **runners, **{k: v for k, v in models.items() if k != "ours"}}
     result: Dict[str, Any] = {"input": source, "image_size": list(size) if size else None,
                               "flop_convention": FLOP_CONVENTION}
     if options.task == "flops":
@@ -60,7 +64,64 @@ def benchmark_model(cfg: CfgNode, options: BenchmarkOptions) -> Dict[str, Any]:
     result["models"] = {name: {**figures(run, images_per_iteration), **sizes[name]} for name, run in runs.items()}
     if options.compare_torchvision:
         result["ours_over_torchvision"] = compare(result["models"]["ours"], result["models"]["torchvision"])
+    if options.task == "eval" and options.backend != ["eager"]:
+        result["backends"] = backend_table(result["models"], models, batches[0])
     return result
+
+
+def backend_runners(cfg: CfgNode, model: nn.Module, specs, batch) -> Dict[str, nn.Module]:
+    """{"ours-<spec>": ``model`` run by each --backend spec other than "eager"} (retinadet.export's
+    wrap_for_inference: exported files are checked against the eager model as they are made; OpenVINO
+    compiles for the batch's image sizes before timing)."""
+    import copy
+
+    from retinadet.export.inference_model import ExportedInference, wrap_for_inference
+
+    from .options import parse_backend
+
+    runners: Dict[str, nn.Module] = {}
+    for spec in specs:
+        name, precision = parse_backend(spec)
+        if name == "eager" and precision == "float32":
+            continue
+        backend_cfg = cfg.clone()
+        backend_cfg.defrost()
+        backend_cfg.MODEL.INFERENCE_BACKEND, backend_cfg.MODEL.INFERENCE_PRECISION = name, precision
+        base = copy.deepcopy(model) if name == "compile" else model  # compiling replaces forwards in place
+        runner = wrap_for_inference(backend_cfg, base)
+        if isinstance(runner, ExportedInference):
+            for item in batch:
+                runner.runner.compile_for(*item["image"].shape[-2:])
+        runners[f"ours-{spec}"] = runner
+    return runners
+
+
+def backend_table(figures_by_model: Dict[str, Any], models: Dict[str, nn.Module], batch) -> Dict[str, Any]:
+    """Per model: s/image, speed over torchvision's eager model (when timed) and, for our backends, how
+    their detections on ``batch`` differ from the eager model's (counts, labels, largest box and score
+    differences)."""
+    from retinadet.export import compare_detections
+
+    with torch.no_grad():
+        reference = models["ours"](batch)
+    torchvision_time = figures_by_model.get("torchvision", {}).get("s_per_image")
+    table: Dict[str, Any] = {}
+    for name, f in figures_by_model.items():
+        row: Dict[str, Any] = {"s_per_image": f["s_per_image"], "peak_memory_mib": f["peak_memory_mib"],
+                               "speedup_over_torchvision": torchvision_time / f["s_per_image"] if torchvision_time
+                               else None}
+        if name.startswith("ours"):
+            with torch.no_grad():
+                outputs = models[name](batch) if name != "ours" else reference
+            comparisons = [compare_detections(r, o, item["image"].shape[-2:])
+                           for r, o, item in zip(reference, outputs, batch)]
+            row["same_count_and_labels"] = all(c.eager_count == c.exported_count and c.labels_equal
+                                               for c in comparisons)
+            row["max_box_diff"] = max(c.max_box_diff for c in comparisons)
+            row["max_score_diff"] = max(c.max_score_diff for c in comparisons)
+            row["detections"] = sum(c.exported_count for c in comparisons)
+        table[name] = row
+    return table
 
 
 def benchmark_data(cfg: CfgNode, options: BenchmarkOptions) -> Dict[str, Any]:

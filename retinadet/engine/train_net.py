@@ -39,7 +39,10 @@ def main(args: argparse.Namespace):
                              "score a randomly initialised model. Set MODEL.WEIGHTS path/to/model_final.pth, or "
                              "--resume with the OUTPUT_DIR of a trained run.")
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return DefaultTrainer.test(cfg, model)
+        # MODEL.INFERENCE_BACKEND: evaluate the model as eager, compiled, or exported and run by a runtime.
+        from retinadet.export.inference_model import wrap_for_inference
+
+        return DefaultTrainer.test(cfg, wrap_for_inference(cfg, model))
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()

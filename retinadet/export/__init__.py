@@ -13,6 +13,7 @@ from .exporter import (
     export_graph,
     export_model,
     sample_images,
+    synthetic_scene,
 )
 from .graph import DetectionGraph, resized_shape
 from .runtime import EXPORTED_BACKENDS, PRECISIONS, ExportedDetector, check_exported_input, load_exported
@@ -21,5 +22,5 @@ __all__ = [
     "BOX_TOLERANCE", "EXPORT_FORMATS", "EXPORTED_BACKENDS", "ONNX_OPSET", "PRECISIONS", "SCORE_TOLERANCE",
     "Comparison", "DetectionGraph", "ExportError", "ExportResult", "ExportedDetector", "MissingPackageError",
     "build_detection_graph", "check_exported_input", "compare_detections", "export_graph", "export_model",
-    "load_exported", "resized_shape", "sample_images",
+    "load_exported", "resized_shape", "sample_images", "synthetic_scene",
 ]

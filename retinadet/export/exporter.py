@@ -27,7 +27,8 @@ from .runtime import check_exported_input, load_exported
 from .tracing import FixedValue, trace_graph
 
 __all__ = ["EXPORT_FORMATS", "ONNX_OPSET", "BOX_TOLERANCE", "SCORE_TOLERANCE", "Comparison", "ExportResult",
-           "build_detection_graph", "compare_detections", "export_graph", "export_model", "sample_images"]
+           "build_detection_graph", "compare_detections", "export_graph", "export_model", "sample_images",
+           "synthetic_scene"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,41 +85,58 @@ def build_detection_graph(cfg: CfgNode, model: Optional[nn.Module] = None, resiz
     return DetectionGraph(model, min_size, int(cfg.INPUT.MAX_SIZE_TEST)).eval()
 
 
-def sample_images(cfg: CfgNode, seed: int = 0) -> List[np.ndarray]:
-    """Three (3, H, W) uint8 images to check an export with: two of different sizes and aspect ratios,
-    each a few solid rectangles and discs on a textured background (objects trained detectors fire
-    on), and one flat gray image (usually no detection)."""
+def synthetic_scene(height: int, width: int, seed: int = 0, objects: int = 6) -> np.ndarray:
+    """A (3, height, width) uint8 image: ``objects`` solid rectangles and discs of random colours on a
+    noisy gray background, the kind of object a trained detector fires on."""
     rng = np.random.default_rng(seed)
+    image = rng.integers(90, 140, (3, height, width)).astype(np.uint8)
+    ys, xs = np.mgrid[0:height, 0:width]
+    short = min(height, width)
+    for k in range(objects):
+        side = int(rng.integers(max(4, short // 10), max(5, short // 3)))
+        y0, x0 = int(rng.integers(0, max(1, height - side))), int(rng.integers(0, max(1, width - side)))
+        if k % 2:
+            inside = (ys - y0 - side / 2) ** 2 + (xs - x0 - side / 2) ** 2 <= (side / 2) ** 2
+        else:
+            inside = (ys >= y0) & (ys < y0 + side) & (xs >= x0) & (xs < x0 + int(side * 0.7))
+        image[:, inside] = rng.integers(0, 256, (3, 1), dtype=np.uint8)
+    return image
+
+
+def sample_images(cfg: CfgNode, seed: int = 0) -> List[np.ndarray]:
+    """Three (3, H, W) uint8 images to check an export with: two :func:`synthetic_scene` of different
+    sizes and aspect ratios around the test size, and one flat gray image (usually no detection)."""
     short = int(cfg.INPUT.MIN_SIZE_TEST) or 320
     sizes = [(short, int(short * 1.25)), (int(short * 1.4), short - short // 8)]
-    images = []
-    for h, w in sizes:
-        image = rng.integers(90, 140, (3, h, w)).astype(np.uint8)
-        ys, xs = np.mgrid[0:h, 0:w]
-        for k in range(6):
-            side = int(rng.integers(max(4, short // 10), max(5, short // 3)))
-            y0, x0 = int(rng.integers(0, max(1, h - side))), int(rng.integers(0, max(1, w - side)))
-            if k % 2:
-                inside = (ys - y0 - side / 2) ** 2 + (xs - x0 - side / 2) ** 2 <= (side / 2) ** 2
-            else:
-                inside = (ys >= y0) & (ys < y0 + side) & (xs >= x0) & (xs < x0 + int(side * 0.7))
-            image[:, inside] = rng.integers(0, 256, (3, 1), dtype=np.uint8)
-        images.append(image)
+    images = [synthetic_scene(h, w, seed + i) for i, (h, w) in enumerate(sizes)]
     images.append(np.full((3, sizes[0][1], sizes[0][0]), 114, dtype=np.uint8))
     return images
 
 
 def compare_detections(eager: Dict[str, torch.Tensor], exported: Dict[str, torch.Tensor],
                        image_size: Sequence[int]) -> Comparison:
-    """:class:`Comparison` of two detection dicts ({"boxes", "scores", "labels"}) of one image."""
+    """:class:`Comparison` of two detection dicts ({"boxes", "scores", "labels"}) of one image.
+
+    Detections are paired one to one: each eager detection, in order, with the unpaired exported one of
+    the same label whose box is closest (largest coordinate difference). Two detections whose scores
+    differ by float noise may be listed in either order; pairing by position would call that a change."""
     n_eager, n_exported = len(eager["scores"]), len(exported["scores"])
-    same_count = n_eager == n_exported
     box_diff = score_diff = 0.0
-    labels_equal = same_count
-    if same_count and n_eager:
-        labels_equal = torch.equal(eager["labels"].to(torch.int64), exported["labels"].to(torch.int64))
-        box_diff = float((eager["boxes"].float() - exported["boxes"].float()).abs().max())
-        score_diff = float((eager["scores"].float() - exported["scores"].float()).abs().max())
+    labels_equal = n_eager == n_exported
+    if labels_equal and n_eager:
+        boxes_a, boxes_b = eager["boxes"].double(), exported["boxes"].double()
+        cost = (boxes_a[:, None, :] - boxes_b[None, :, :]).abs().amax(dim=2)
+        cost[eager["labels"].to(torch.int64)[:, None] != exported["labels"].to(torch.int64)[None, :]] = float("inf")
+        taken = torch.zeros(n_exported, dtype=torch.bool)
+        for i in range(n_eager):
+            row = cost[i].masked_fill(taken, float("inf"))
+            j = int(row.argmin())
+            if not torch.isfinite(row[j]):
+                labels_equal = False
+                break
+            taken[j] = True
+            box_diff = max(box_diff, float(row[j]))
+            score_diff = max(score_diff, abs(float(eager["scores"][i]) - float(exported["scores"][j])))
     return Comparison([int(s) for s in image_size], n_eager, n_exported, bool(labels_equal), box_diff, score_diff)
 
 
@@ -183,10 +201,21 @@ def _onnx_failure(traced: torch.jit.ScriptModule, error: Exception) -> str:
             scope = node.scopeName() or "<graph>"
             source = str(node.sourceRange()).strip().splitlines()
             where = source[0] if source else "(source unknown)"
-            module = scope.split("/")[-1].replace("__module.", "") or "<graph>"
+            module = _module_of_scope(scope)
             return (f"The operation {node.kind()} in module {module} ({where}) cannot be exported to ONNX "
                     f"opset {ONNX_OPSET}: {message}")
     return f"ONNX export failed: {type(error).__name__}: {message}"
+
+
+def _module_of_scope(scope: str) -> str:
+    """"head (RetinaNetHead)" from a traced scope name such as
+    "retinadet.export.graph.DetectionGraph::/retinadet...RetinaNetHead::model.head"."""
+    last = scope.split("/")[-1]
+    class_path, _, name = last.rpartition("::")
+    name = name.replace("__module.", "")
+    if name.startswith("model."):
+        name = name[len("model."):]
+    return f"{name or '<graph>'} ({class_path.rsplit('.', 1)[-1] or 'DetectionGraph'})"
 
 
 def _metadata(cfg: CfgNode, graph: DetectionGraph, fmt: str, class_names: Optional[List[str]]) -> Dict[str, Any]:
@@ -205,7 +234,7 @@ def _metadata(cfg: CfgNode, graph: DetectionGraph, fmt: str, class_names: Option
 
 def export_model(cfg: CfgNode, fmt: str, output_dir: str, images: Optional[Sequence[np.ndarray]] = None,
                  model: Optional[nn.Module] = None, class_names: Optional[List[str]] = None,
-                 num_threads: Optional[int] = None) -> ExportResult:
+                 num_threads: Optional[int] = None, resize: bool = True) -> ExportResult:
     """Export ``cfg``'s model (see the module docstring) to ``output_dir``.
 
     Args:
@@ -214,10 +243,11 @@ def export_model(cfg: CfgNode, fmt: str, output_dir: str, images: Optional[Seque
             the first is the tracing example, and at least two sizes should be among them.
         model: an already-built model (default: ``build_model(cfg)``, which loads MODEL.WEIGHTS).
         class_names: written to ``model.json`` (default: the checkpoint's or data set's names).
+        resize: put the test-time resize in the graph (False: the caller gives images at their test size).
     Returns:
         an :class:`ExportResult`; raises :class:`ExportError` when the file disagrees with the model.
     """
-    graph = build_detection_graph(cfg, model)
+    graph = build_detection_graph(cfg, model, resize)
     images = list(images) if images is not None else sample_images(cfg)
     if not images:
         raise ExportError("export_model needs at least one image to trace and check with.")
@@ -229,12 +259,17 @@ def export_model(cfg: CfgNode, fmt: str, output_dir: str, images: Optional[Seque
     fixed = export_graph(graph, fmt, path, images[0], metadata)
     backend = "torchscript" if fmt == "torchscript" else "onnxruntime"
     detector = load_exported(path, backend, num_threads)
-    comparisons = [compare_detections(_eager_detections(graph, image), detector(image), image.shape[1:])
-                   for image in images]
+    comparisons, failures = [], []
+    for image in images:
+        try:
+            comparisons.append(compare_detections(_eager_detections(graph, image), detector(image), image.shape[1:]))
+        except Exception as e:  # a graph frozen to the example's size can fail outright at another size
+            failures.append(f"  {image.shape[1]}x{image.shape[2]} image: the exported model failed: "
+                            f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
     bad = [c for c in comparisons if not c.equal]
-    if bad:
+    if bad or failures:
         os.remove(path)
-        raise ExportError(_disagreement(fmt, bad, fixed))
+        raise ExportError(_disagreement(fmt, bad, fixed, failures))
     metadata["checked_against_eager"] = [asdict(c) for c in comparisons]
     metadata_path = os.path.join(output_dir, METADATA_FILE)
     from ..utils.file_io import atomic_write_json
@@ -246,13 +281,14 @@ def export_model(cfg: CfgNode, fmt: str, output_dir: str, images: Optional[Seque
     return ExportResult(path, fmt, metadata_path, comparisons, [str(f) for f in fixed])
 
 
-def _disagreement(fmt: str, bad: List[Comparison], fixed: List[FixedValue]) -> str:
+def _disagreement(fmt: str, bad: List[Comparison], fixed: List[FixedValue], failures: List[str]) -> str:
     lines = [f"The exported {fmt} model disagrees with the eager model (tolerances: boxes {BOX_TOLERANCE} px, "
              f"scores {SCORE_TOLERANCE}); the file was removed."]
     for c in bad:
         lines.append(f"  {c.image_size[0]}x{c.image_size[1]} image: {c.exported_count} detections vs {c.eager_count}, "
                      f"labels equal {c.labels_equal}, boxes differ by up to {c.max_box_diff:.3g} px, scores by "
                      f"{c.max_score_diff:.3g}")
+    lines += failures
     if fixed:
         lines.append("While tracing, these values were fixed to the example image's (a traced graph keeps tensor "
                      "operations only; use tensor arithmetic on sizes, see retinadet.utils.tracing):")

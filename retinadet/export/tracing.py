@@ -6,6 +6,7 @@ fixes to the example input's, e.g. an ``int()`` of a size) is kept with the modu
 :func:`retinadet.export.exporter.export_model` shows them when the exported graph then disagrees
 with the eager model at another image size.
 """
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Callable, List, Tuple
@@ -104,10 +105,20 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else "(no message)"
 
 
+def _library_dirs() -> Tuple[str, ...]:
+    import torchvision
+
+    return tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, torchvision))
+
+
 def _unique(values: List[FixedValue]) -> List[FixedValue]:
+    """One entry per source line, without torch's and torchvision's own (their checks of static
+    properties such as channel counts are traced as constants on purpose)."""
+    libraries = _library_dirs()
     seen, out = set(), []
     for v in values:
-        if (v.module, v.location) not in seen:
-            seen.add((v.module, v.location))
+        path = v.location.rsplit(":", 1)[0]
+        if v.location not in seen and not os.path.abspath(path).startswith(libraries):
+            seen.add(v.location)
             out.append(v)
     return out

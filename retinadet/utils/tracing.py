@@ -23,8 +23,8 @@ def is_tracing() -> bool:
 def at_most(count: Size, limit: int) -> Size:
     """``min(count, limit)``: an int in eager mode, a 0-dim int64 tensor in the graph while tracing
     (``count`` is then usually a traced ``shape[i]``), e.g. the k of a ``topk`` over ``count`` items."""
-    if is_tracing():
-        return torch.clamp(torch.as_tensor(count), max=int(limit))
+    if is_tracing() and isinstance(count, Tensor):
+        return torch.clamp(count, max=int(limit))
     return min(int(count), int(limit))
 
 

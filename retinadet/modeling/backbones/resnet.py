@@ -3,6 +3,7 @@ import logging
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from ...config import CfgNode
@@ -285,7 +286,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         """Image batch (N, 3, H, W) -> {name: (N, C, ceil(H/s), ceil(W/s))} for the out_features."""
-        if x.dim() != 4 or x.shape[1] != 3:
+        if not torch.jit.is_tracing() and (x.dim() != 4 or x.shape[1] != 3):
             raise ValueError(f"ResNet expects images (N, 3, H, W); got shape {tuple(x.shape)}.")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         outputs = {}

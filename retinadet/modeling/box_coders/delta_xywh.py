@@ -24,6 +24,8 @@ def _compute_dtype(*tensors: Tensor) -> torch.dtype:
 
 
 def _check_pair(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    if torch.jit.is_tracing():  # static shapes of a graph being exported: checked when run eagerly
+        return
     if a.dim() != 2 or a.shape[-1] != 4 or a.shape != b.shape:
         raise ValueError(
             f"DeltaXYWHBoxCoder expects {name_a} and {name_b} of the same shape (R, 4); got "

@@ -117,7 +117,7 @@ class ROIPooler(nn.Module):
                 f"ROIPooler was built for {len(self.strides)} feature maps (strides {self.strides}); "
                 f"got {len(features)}."
             )
-        if len(boxes) != features[0].shape[0]:
+        if not torch.jit.is_tracing() and len(boxes) != features[0].shape[0]:
             raise ValueError(
                 f"ROIPooler got boxes for {len(boxes)} images and features for a batch of {features[0].shape[0]}."
             )
@@ -133,6 +133,14 @@ class ROIPooler(nn.Module):
             concat, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
         )
         first = features[0]
+        if torch.jit.is_tracing():
+            # Exported graph: every box pooled from every level, each keeping its own level's (a box's
+            # pooling does not depend on the others). An indexed write would fix the per-level counts.
+            result = self._align(first, rois, self.scales[0])
+            for level in range(1, len(features)):
+                pooled = self._align(features[level], rois, self.scales[level]).to(result.dtype)
+                result = torch.where((levels == level)[:, None, None, None], pooled, result)
+            return result
         result = first.new_zeros((rois.shape[0], first.shape[1]) + self.output_size)
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             idx = torch.where(levels == level)[0]
