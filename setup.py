@@ -11,7 +11,11 @@ from setuptools.command.build_py import build_py
 HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL_REQUIRES = ["torchvision>=0.29", "fvcore", "iopath", "pycocotools", "numpy", "pyyaml", "tabulate",
                     "tensorboard", "matplotlib"]
-EXTRAS = {"dev": ["pytest", "hypothesis"]}
+# export: tools/export_model.py --format onnx and the onnxruntime / openvino inference backends.
+EXTRAS = {
+    "dev": ["pytest", "hypothesis"],
+    "export": ["onnx>=1.16", "onnxscript", "onnxruntime>=1.18", "openvino>=2024.0"],
+}
 CONSOLE_SCRIPTS = [
     "retinadet-train = retinadet.engine.train_net:invoke_main",
     "retinadet-compare = retinadet.experiments.compare:main",
