@@ -31,7 +31,8 @@ def check_inference_backend(cfg: CfgNode) -> Tuple[str, str]:
     """(MODEL.INFERENCE_BACKEND, MODEL.INFERENCE_PRECISION), or a ValueError naming the bad value."""
     backend, precision = cfg.MODEL.INFERENCE_BACKEND, cfg.MODEL.INFERENCE_PRECISION
     if backend not in INFERENCE_BACKENDS:
-        close = difflib.get_close_matches(str(backend), INFERENCE_BACKENDS, n=1)
+        close = ([b for b in INFERENCE_BACKENDS if str(backend) and b.startswith(str(backend))]
+                 or difflib.get_close_matches(str(backend), INFERENCE_BACKENDS, n=1))
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"MODEL.INFERENCE_BACKEND = {backend!r} is not one of {list(INFERENCE_BACKENDS)}.{hint}")
     if precision not in ("float32", "bfloat16"):
