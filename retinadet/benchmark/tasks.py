@@ -46,7 +46,12 @@ def benchmark_model(cfg: CfgNode, options: BenchmarkOptions) -> Dict[str, Any]:
     models = build_models(cfg, options)
     image = None if options.no_flops else batches[0][0]["image"]
     sizes = {name: model_size(model, image) for name, model in models.items()}
-    if options.task == "eval":
+    if options.task == "eval" and options.backend != ["eager"]:
+        if not cfg.MODEL.WEIGHTS:  # random weights: normalised activations and distinct scores, in both models
+            from .random_weights import calibrate_random_detector
+
+            for model in models.values():
+                calibrate_random_detector(model, batches[0])
         runners = backend_runners(cfg, models["ours"], options.backend, batches[0])
         sizes.update({name: sizes["ours"] for name in runners})  # the same network, run by another runtime
         models = {"ours": models["ours"], **runners, **{k: v for k, v in models.items() if k != "ours"}}

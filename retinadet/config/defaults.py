@@ -16,9 +16,8 @@ _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]  # per-channel mean (0-255 scale
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]  # per-channel std (0-255 scale, INPUT.FORMAT order)
 _C.MODEL.CHANNELS_LAST = False  # weights and padded input batches in channels_last (NHWC) memory format
 _C.MODEL.COMPILE = False  # torch.compile the dense network (backbone, neck, head); eager with a warning if it fails
-# DefaultPredictor's runtime: eager, compile (MODEL.COMPILE), or the model exported at start-up and run by
-# torchscript, onnxruntime or openvino (the last two need `pip install -e ".[export]"`).
-_C.MODEL.INFERENCE_BACKEND = "eager"
+# The model exported at start-up and run by torchscript, onnxruntime or openvino (the last two need the [export] extra).
+_C.MODEL.INFERENCE_BACKEND = "eager"  # DefaultPredictor / --eval-only runtime: eager, compile, torchscript, onnxruntime, openvino
 _C.MODEL.INFERENCE_PRECISION = "float32"  # DefaultPredictor arithmetic: float32, or bfloat16 (eager, compile, openvino)
 
 _C.MODEL.BACKBONE = CN()

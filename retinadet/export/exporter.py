@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..config import CfgNode
+from ..ops.traced_nms import traced_nms_format
 from .errors import ExportError, require
 from .graph import DetectionGraph
 from .runtime import check_exported_input, load_exported
@@ -157,7 +158,8 @@ def export_graph(graph: DetectionGraph, fmt: str, path: str, example: np.ndarray
     if fmt == "onnx":
         require("onnx", "Exporting to ONNX")
     example_tensor = torch.from_numpy(check_exported_input(example, "export example"))
-    traced, fixed = trace_graph(graph, example_tensor)
+    with traced_nms_format(fmt):
+        traced, fixed = trace_graph(graph, example_tensor)
     text = json.dumps(metadata or {})
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -167,7 +169,8 @@ def export_graph(graph: DetectionGraph, fmt: str, path: str, example: np.ndarray
         if fmt == "torchscript":
             torch.jit.save(traced, tmp, _extra_files={"retinadet.json": text})
         else:
-            _write_onnx(traced, example_tensor, tmp, text)
+            with traced_nms_format(fmt):
+                _write_onnx(traced, example_tensor, tmp, text)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

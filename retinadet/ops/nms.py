@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from . import fallback
+from . import fallback, traced_nms
 from .extension import use_compiled
 
 __all__ = ["nms", "batched_nms"]
@@ -19,7 +19,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     A box is dropped when its IoU with a higher-scoring kept box is > ``iou_threshold`` (in [0, 1]).
     Returns the int64 indices kept, in decreasing score order (ties by index).
     """
-    if torch.jit.is_tracing():  # an exported graph must not need retinadet's ops to load
+    if traced_nms.exporting():  # an exported graph must not need retinadet's ops to load
         return torchvision.ops.nms(boxes, scores, float(iou_threshold))
     fallback.check_same_device("nms", boxes=boxes, scores=scores)
     if isinstance(boxes, Tensor) and use_compiled("nms", boxes.device):
@@ -34,10 +34,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     (its ``batched_nms`` for N > 1000 on the CPU). Unlike torchvision's offset trick for small N,
     boxes are never shifted, so huge coordinates keep their precision.
     """
-    if torch.jit.is_tracing():
-        # An exported graph must not need retinadet's ops to load: torchvision's op, whose traced
-        # form offsets each category's boxes by (max coordinate + 1) x category id.
-        return torchvision.ops.batched_nms(boxes, scores, idxs, float(iou_threshold))
+    if traced_nms.exporting():
+        # An exported graph must not need retinadet's ops to load: per-class torchvision NMS, scripted
+        # (TorchScript) or ONNX's multi-class NonMaxSuppression, with the same results (traced_nms.py).
+        return traced_nms.traced_batched_nms(boxes, scores, idxs, iou_threshold)
     fallback.check_same_device("batched_nms", boxes=boxes, scores=scores, idxs=idxs)
     if isinstance(boxes, Tensor) and use_compiled("batched_nms", boxes.device):
         return torch.ops.retinadet.batched_nms(boxes, scores, idxs, float(iou_threshold))

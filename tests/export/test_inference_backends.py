@@ -1,5 +1,10 @@
 """MODEL.INFERENCE_BACKEND / INFERENCE_PRECISION: DefaultPredictor and evaluation run by each backend
 give the eager model's detections and AP."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -25,13 +30,38 @@ def images():
             synthetic_scene(230, 170, seed=2).transpose(1, 2, 0).copy()]
 
 
+_PREDICTOR_CHILD = (
+    "import sys, json, numpy as np\n"
+    "from retinadet.engine import DefaultPredictor\n"
+    "from tests.export.test_exporter import _retinanet_cfg\n"
+    "cfg = _retinanet_cfg(sys.argv[1], 'MODEL.INFERENCE_BACKEND', sys.argv[2])\n"
+    "out = DefaultPredictor(cfg).predict_batch([np.load(p) for p in sys.argv[3:]])\n"
+    "print(json.dumps([{k: (v.tolist() if hasattr(v, 'tolist') else v) for k, v in d.items()} for d in out]))\n")
+
+
+def _predict_in_child(weights, backend, images, folder):  # noqa: F811
+    """DefaultPredictor's detections with ``backend``, computed in a child process (see test_exporter.py)."""
+    files = []
+    for k, image in enumerate(images):
+        files.append(str(folder / f"image-{k}.npy"))
+        np.save(files[-1], image)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, "-c", _PREDICTOR_CHILD, weights["retinanet"], backend, *files],
+                         capture_output=True, text=True, timeout=600, cwd=root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return [{"boxes": torch.tensor(d["boxes"]).reshape(-1, 4), "scores": torch.tensor(d["scores"]),
+             "labels": torch.tensor(d["labels"], dtype=torch.int64), "class_names": d["class_names"]}
+            for d in json.loads(run.stdout.strip().splitlines()[-1])]
+
+
 @pytest.mark.parametrize("backend", ["torchscript", "onnxruntime", "openvino"])
-def test_exported_backends_predict_the_eager_detections(weights, images, backend):  # noqa: F811
-    if backend == "openvino":
-        pytest.importorskip("openvino")
+def test_exported_backends_predict_the_eager_detections(weights, images, backend, tmp_path):  # noqa: F811
     eager = _predictor(weights, "eager").predict_batch(images)
-    predictor = _predictor(weights, backend)
-    got = predictor.predict_batch(images)
+    if backend == "openvino":  # in a child process, as in test_exporter.py
+        pytest.importorskip("openvino")
+        got = _predict_in_child(weights, backend, images, tmp_path)
+    else:
+        got = _predictor(weights, backend).predict_batch(images)
     for e, g, image in zip(eager, got, images):
         c = compare_detections(e, g, image.shape[:2])
         assert c.equal and c.eager_count > 0, c
