@@ -93,7 +93,8 @@ def backend_runners(cfg: CfgNode, model: nn.Module, specs, batch) -> Dict[str, n
         backend_cfg.defrost()
         backend_cfg.MODEL.INFERENCE_BACKEND, backend_cfg.MODEL.INFERENCE_PRECISION = name, precision
         base = copy.deepcopy(model) if name == "compile" else model  # compiling replaces forwards in place
-        runner = wrap_for_inference(backend_cfg, base)
+        # Checked on the timed images (a flat sample image gives a random model thousands of tied scores).
+        runner = wrap_for_inference(backend_cfg, base, sample_images=[item["image"].numpy() for item in batch])
         if isinstance(runner, ExportedInference):
             for item in batch:
                 runner.runner.compile_for(*item["image"].shape[-2:])

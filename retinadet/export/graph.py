@@ -12,10 +12,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.traced_nms import export_format
 from ..structures import ImageList, clip_boxes
 from ..utils.tracing import is_tracing
 
-__all__ = ["DetectionGraph", "resized_shape"]
+__all__ = ["DetectionGraph", "check_image", "resized_shape"]
+
+
+@torch.jit.script
+def check_image(image: Tensor) -> Tensor:
+    """``image`` unchanged when it is (3, H, W) uint8 with H, W >= 1, else an error saying what is wrong.
+    Scripted, so a traced TorchScript graph keeps the checks (an ONNX graph declares its input instead)."""
+    if image.dim() != 3 or image.size(0) != 3:
+        raise ValueError("the image must be (3, H, W), channels first (a 2-D gray image: stack it to 3 "
+                         "channels; an (H, W, 3) image: permute it to (3, H, W))")
+    if image.dtype != torch.uint8:
+        raise ValueError("the image must be uint8 pixels 0-255 (a float image in 0-1: multiply by 255 and "
+                         "convert to uint8)")
+    if image.size(1) == 0 or image.size(2) == 0:
+        raise ValueError("the image is empty (0 pixels high or wide)")
+    return image
 
 
 def resized_shape(height: Tensor, width: Tensor, short_edge: int, max_size: int) -> Tuple[Tensor, Tensor]:
@@ -53,6 +69,8 @@ class DetectionGraph(nn.Module):
 
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Detections of one ``(3, H, W)`` uint8 image; see the class docstring."""
+        if export_format() != "onnx":
+            image = check_image(image)
         shape = torch._shape_as_tensor(image)
         height, width = shape[1], shape[2]
         pixels = image.to(torch.float32)[None]

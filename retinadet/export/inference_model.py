@@ -62,11 +62,13 @@ class AutocastInference(nn.Module):
 
 class ExportedInference(nn.Module):
     """``model`` exported (``fmt`` for ``backend``, no resize in the graph) to a temporary folder,
-    checked against it, and run by ``backend`` one image at a time; the boxes are then rescaled to each
-    input's "height" x "width" as the model's postprocess does."""
+    checked against it on ``sample_images`` ((3, H, W) uint8; default: the exporter's), and run by
+    ``backend`` one image at a time; the boxes are then rescaled to each input's "height" x "width" as
+    the model's postprocess does."""
 
     def __init__(self, cfg: CfgNode, model: nn.Module, backend: str, precision: str = "float32",
-                 class_names: Optional[List[str]] = None, num_threads: Optional[int] = None):
+                 class_names: Optional[List[str]] = None, num_threads: Optional[int] = None,
+                 sample_images: Optional[Sequence] = None):
         super().__init__()
         from .exporter import export_model
         from .runtime import load_exported
@@ -75,7 +77,7 @@ class ExportedInference(nn.Module):
         self.backend = backend
         self._folder = tempfile.TemporaryDirectory(prefix="retinadet-export-")
         fmt = "torchscript" if backend == "torchscript" else "onnx"
-        self.export_result = export_model(cfg, fmt, self._folder.name, model=self.model,
+        self.export_result = export_model(cfg, fmt, self._folder.name, images=sample_images, model=self.model,
                                           class_names=class_names, resize=False, num_threads=num_threads)
         self.runner = load_exported(self.export_result.path, backend, num_threads, precision)
 
@@ -87,7 +89,7 @@ class ExportedInference(nn.Module):
 
 
 def wrap_for_inference(cfg: CfgNode, model: nn.Module, class_names: Optional[List[str]] = None,
-                       num_threads: Optional[int] = None) -> nn.Module:
+                       num_threads: Optional[int] = None, sample_images: Optional[Sequence] = None) -> nn.Module:
     """``model`` (weights loaded) run as MODEL.INFERENCE_BACKEND / INFERENCE_PRECISION ask; see the
     module docstring. Returns ``model`` itself for eager float32."""
     backend, precision = check_inference_backend(cfg)
@@ -98,5 +100,5 @@ def wrap_for_inference(cfg: CfgNode, model: nn.Module, class_names: Optional[Lis
         compile_submodules(model, model.compile_targets, key="MODEL.INFERENCE_BACKEND compile")
     if backend in ("eager", "compile"):
         return AutocastInference(model) if precision == "bfloat16" else model
-    return ExportedInference(cfg, model, backend, precision, class_names, num_threads)
+    return ExportedInference(cfg, model, backend, precision, class_names, num_threads, sample_images)
 

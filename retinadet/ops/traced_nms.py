@@ -21,13 +21,18 @@ import torch
 import torchvision  # noqa: F401  (registers torch.ops.torchvision.nms, which the scripted function calls)
 from torch import Tensor
 
-__all__ = ["exporting", "traced_batched_nms", "traced_nms_format"]
+__all__ = ["export_format", "exporting", "traced_batched_nms", "traced_nms_format"]
 
 _FORMAT = {"value": None}
 # Scores of the other classes' boxes in the ONNX score matrix, and the threshold that drops them: every
 # real score (a probability, >= 0) is above it.
 _ABSENT_SCORE = -1.0
 _SCORE_THRESHOLD = -0.5
+
+
+def export_format():
+    """The format an export is tracing for ("torchscript" or "onnx"), or None outside an export."""
+    return _FORMAT["value"] if torch.jit.is_tracing() else None
 
 
 def exporting() -> bool:

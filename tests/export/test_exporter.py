@@ -285,3 +285,16 @@ def test_export_tool_writes_the_file_and_reports_the_check(weights, tmp_path, ca
     out = capsys.readouterr().out
     assert code == 0 and os.path.isfile(tmp_path / "model.ts") and os.path.isfile(tmp_path / "model.json")
     assert out.count("same as eager") == 3
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.zeros(3, 32, 32), "must be uint8"),
+    (torch.zeros(32, 32, dtype=torch.uint8), r"must be \(3, H, W\)"),
+    (torch.zeros(3, 0, 0, dtype=torch.uint8), "is empty"),
+])
+def test_the_torchscript_graph_itself_refuses_bad_images(exported, bad, match):
+    import torchvision  # noqa: F401  (the graph's nms op)
+
+    module = torch.jit.load(exported[("retinanet", "torchscript")].path)
+    with pytest.raises(Exception, match=match):
+        module(bad)
