@@ -16,6 +16,7 @@ import sys
 import torch
 
 from retinadet.benchmark import BenchmarkOptions
+from retinadet.benchmark.report import backend_cells
 from retinadet.benchmark.tasks import run_benchmark
 from retinadet.utils.file_io import atomic_write_json
 
@@ -41,21 +42,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def table(reports) -> str:
     """One markdown table of the reports' backend rows, size by size."""
-    lines = ["| input | model | s/image | x torchvision eager | peak RSS MiB | detections | same count and labels "
-             "| max box diff px | max score diff |", "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    lines = ["| input | model | s/image | x torchvision eager | detections | same count and labels "
+             "| max box diff px | max score diff | process peak RSS MiB |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    names = {"ours": "ours, eager", "torchvision": "torchvision eager"}
     for report in reports:
         size = "{}x{}".format(*report["image_size"])
         for name, row in report["backends"].items():
-            names = {"ours": "ours, eager", "torchvision": "torchvision eager"}
             label = names.get(name, name.replace("ours-", "ours, "))
-            speed = "-" if row["speedup_over_torchvision"] is None else f"{row['speedup_over_torchvision']:.2f}x"
-            if "max_box_diff" in row:
-                same = "yes" if row["same_count_and_labels"] else "no"
-                diffs = f"{row['detections']} | {same} | {row['max_box_diff']:.2g} | {row['max_score_diff']:.2g}"
-            else:
-                diffs = "- | - | - | -"
             memory = "-" if row["peak_memory_mib"] is None else f"{row['peak_memory_mib']:.0f}"
-            lines.append(f"| {size} | {label} | {row['s_per_image']:.3f} | {speed} | {memory} | {diffs} |")
+            lines.append(f"| {size} | {label} | {backend_cells(row)} | {memory} |")
     return "\n".join(lines)
 
 

@@ -75,20 +75,25 @@ def _speed_table(report: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def backend_cells(row: Dict[str, Any]) -> str:
+    """The cells "s/image | x torchvision | detections | same | box diff | score diff" of one row of a
+    report's "backends" table (dashes where a figure does not apply)."""
+    speed = "-" if row["speedup_over_torchvision"] is None else f"{row['speedup_over_torchvision']:.2f}x"
+    if "max_box_diff" in row:
+        same = "yes" if row["same_count_and_labels"] else "no"
+        diffs = f"{row['detections']} | {same} | {row['max_box_diff']:.2g} | {row['max_score_diff']:.2g}"
+    else:
+        diffs = "- | - | - | -"
+    return f"{row['s_per_image']:.3f} | {speed} | {diffs}"
+
+
 def _backend_table(report: Dict[str, Any]) -> List[str]:
     table = report.get("backends")
     if not table:
         return []
     lines = ["", "| model | s/image | x torchvision eager | detections | same count and labels as eager "
              "| max box diff px | max score diff |", "|---|---:|---:|---:|---|---:|---:|"]
-    for name, row in table.items():
-        speed = "-" if row["speedup_over_torchvision"] is None else f"{row['speedup_over_torchvision']:.2f}x"
-        if "max_box_diff" in row:
-            same = "yes" if row["same_count_and_labels"] else "no"
-            diffs = f"{row['detections']} | {same} | {row['max_box_diff']:.2g} | {row['max_score_diff']:.2g}"
-        else:
-            diffs = "- | - | - | -"
-        lines.append(f"| {_label(report, name)} | {row['s_per_image']:.3f} | {speed} | {diffs} |")
+    lines += [f"| {_label(report, name)} | {backend_cells(row)} |" for name, row in table.items()]
     return lines
 
 

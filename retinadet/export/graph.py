@@ -6,6 +6,8 @@ the network, anchors, decoding, NMS, and the boxes scaled back to the input imag
 ordinary module, so the same code runs eagerly (the reference the exported files are checked
 against) and traced (TorchScript, ONNX).
 """
+import functools
+import warnings
 from typing import Tuple
 
 import torch
@@ -19,10 +21,10 @@ from ..utils.tracing import is_tracing
 __all__ = ["DetectionGraph", "check_image", "resized_shape"]
 
 
-@torch.jit.script
 def check_image(image: Tensor) -> Tensor:
     """``image`` unchanged when it is (3, H, W) uint8 with H, W >= 1, else an error saying what is wrong.
-    Scripted, so a traced TorchScript graph keeps the checks (an ONNX graph declares its input instead)."""
+    DetectionGraph runs it scripted, so a traced TorchScript graph keeps the checks (an ONNX graph
+    declares its input instead)."""
     if image.dim() != 3 or image.size(0) != 3:
         raise ValueError("the image must be (3, H, W), channels first (a 2-D gray image: stack it to 3 "
                          "channels; an (H, W, 3) image: permute it to (3, H, W))")
@@ -48,6 +50,14 @@ def resized_shape(height: Tensor, width: Tensor, short_edge: int, max_size: int)
     return torch.floor(new_h + 0.5).to(torch.int64), torch.floor(new_w + 0.5).to(torch.int64)
 
 
+@functools.lru_cache(maxsize=None)
+def _scripted_check_image():
+    """:func:`check_image` scripted on first use, so a traced graph keeps its checks."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        return torch.jit.script(check_image)
+
+
 class DetectionGraph(nn.Module):
     """``image (3, H, W) uint8`` in the model's channel order -> ``boxes (D, 4) float32 xyxy`` in
     that image's frame, ``scores (D,) float32`` (best first) and ``labels (D,) int64``.
@@ -70,7 +80,7 @@ class DetectionGraph(nn.Module):
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Detections of one ``(3, H, W)`` uint8 image; see the class docstring."""
         if export_format() != "onnx":
-            image = check_image(image)
+            image = _scripted_check_image()(image)
         shape = torch._shape_as_tensor(image)
         height, width = shape[1], shape[2]
         pixels = image.to(torch.float32)[None]

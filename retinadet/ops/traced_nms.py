@@ -14,7 +14,9 @@ moves:
 tracing (fvcore's FLOP count) keeps the compiled ops.
 """
 import contextlib
+import functools
 import sys
+import warnings
 from typing import Iterator
 
 import torch
@@ -53,7 +55,6 @@ def traced_nms_format(fmt: str) -> Iterator[None]:
         _FORMAT["value"] = previous
 
 
-@torch.jit.script
 def _per_class_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """torchvision's NMS within each class of ``idxs``; kept indices by decreasing score."""
     keep_mask = torch.zeros_like(scores, dtype=torch.bool)
@@ -103,4 +104,12 @@ def traced_batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshol
     """``ops.batched_nms`` while tracing: indices kept, by decreasing score; see the module docstring."""
     if _FORMAT["value"] == "onnx":
         return _onnx_batched_nms(boxes, scores, idxs, iou_threshold)
-    return _per_class_nms(boxes, scores, idxs, float(iou_threshold))
+    return _scripted_per_class_nms()(boxes, scores, idxs, float(iou_threshold))
+
+
+@functools.lru_cache(maxsize=None)
+def _scripted_per_class_nms():
+    """``_per_class_nms`` scripted, on first use (scripting costs time and warns on torch >= 2.14)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        return torch.jit.script(_per_class_nms)
