@@ -5,8 +5,8 @@
 boxes back in the input's frame), traces it, writes ``model.ts`` or ``model.onnx`` with
 ``model.json`` (class names, channel order, test size, the comparison), then runs the file on sample
 images of two sizes and compares it with the eager graph (count, labels, boxes within 1e-3 px,
-scores within 1e-4). A file that disagrees is removed and an :class:`ExportError` names the values
-the trace fixed, with their modules.
+scores within 1e-4). A file that disagrees is never written (an earlier file stays) and an
+:class:`ExportError` names the values the trace fixed, with their modules.
 """
 import json
 import logging
@@ -258,21 +258,19 @@ def export_model(cfg: CfgNode, fmt: str, output_dir: str, images: Optional[Seque
     if class_names is None:
         class_names = _default_class_names(cfg)
     path = os.path.join(output_dir, FILE_NAMES[fmt])
+    # Written and checked under another name first: a file that fails the check never replaces a good one.
+    checking = os.path.join(output_dir, ".unchecked-" + FILE_NAMES[fmt])
     metadata = _metadata(cfg, graph, fmt, class_names)
-    fixed = export_graph(graph, fmt, path, images[0], metadata)
-    backend = "torchscript" if fmt == "torchscript" else "onnxruntime"
-    detector = load_exported(path, backend, num_threads)
-    comparisons, failures = [], []
-    for image in images:
-        try:
-            comparisons.append(compare_detections(_eager_detections(graph, image), detector(image), image.shape[1:]))
-        except Exception as e:  # a graph frozen to the example's size can fail outright at another size
-            failures.append(f"  {image.shape[1]}x{image.shape[2]} image: the exported model failed: "
-                            f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
-    bad = [c for c in comparisons if not c.equal]
-    if bad or failures:
-        os.remove(path)
-        raise ExportError(_disagreement(fmt, bad, fixed, failures))
+    try:
+        fixed = export_graph(graph, fmt, checking, images[0], metadata)
+        comparisons, failures = _check_against_eager(graph, checking, fmt, images, num_threads)
+        bad = [c for c in comparisons if not c.equal]
+        if bad or failures:
+            raise ExportError(_disagreement(fmt, bad, fixed, failures))
+        os.replace(checking, path)
+    finally:
+        if os.path.exists(checking):
+            os.remove(checking)
     metadata["checked_against_eager"] = [asdict(c) for c in comparisons]
     metadata_path = os.path.join(output_dir, METADATA_FILE)
     from ..utils.file_io import atomic_write_json
@@ -284,9 +282,24 @@ def export_model(cfg: CfgNode, fmt: str, output_dir: str, images: Optional[Seque
     return ExportResult(path, fmt, metadata_path, comparisons, [str(f) for f in fixed])
 
 
+def _check_against_eager(graph: DetectionGraph, path: str, fmt: str, images: List[np.ndarray],
+                         num_threads: Optional[int]):
+    """(comparisons, failure lines) of the file at ``path`` against the eager ``graph`` on ``images``."""
+    backend = "torchscript" if fmt == "torchscript" else "onnxruntime"
+    detector = load_exported(path, backend, num_threads)
+    comparisons, failures = [], []
+    for image in images:
+        try:
+            comparisons.append(compare_detections(_eager_detections(graph, image), detector(image), image.shape[1:]))
+        except Exception as e:  # a graph frozen to the example's size can fail outright at another size
+            failures.append(f"  {image.shape[1]}x{image.shape[2]} image: the exported model failed: "
+                            f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+    return comparisons, failures
+
+
 def _disagreement(fmt: str, bad: List[Comparison], fixed: List[FixedValue], failures: List[str]) -> str:
     lines = [f"The exported {fmt} model disagrees with the eager model (tolerances: boxes {BOX_TOLERANCE} px, "
-             f"scores {SCORE_TOLERANCE}); the file was removed."]
+             f"scores {SCORE_TOLERANCE}); it was not written (a file already there is unchanged)."]
     for c in bad:
         lines.append(f"  {c.image_size[0]}x{c.image_size[1]} image: {c.exported_count} detections vs {c.eager_count}, "
                      f"labels equal {c.labels_equal}, boxes differ by up to {c.max_box_diff:.3g} px, scores by "

@@ -266,9 +266,12 @@ def test_a_part_that_fixes_a_size_is_named_when_the_file_disagrees(weights, tmp_
             return self.generator([features[0].new_zeros(1, 1, h, w) for h, w in sizes], image_size)
 
     model.anchor_generator = FixedAnchors(model.anchor_generator)
+    (tmp_path / "model.ts").write_bytes(b"an earlier good export")
     with pytest.raises(ExportError, match=r"(?s)disagrees with the eager model.*anchor_generator \(FixedAnchors\) at "):
         export_model(cfg, "torchscript", str(tmp_path), model=model)
-    assert not os.path.exists(tmp_path / "model.ts")
+    # The earlier file is untouched and nothing half-checked is left behind.
+    assert (tmp_path / "model.ts").read_bytes() == b"an earlier good export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ts"]
 
 
 def test_missing_weights_get_trainings_message(tmp_path):
