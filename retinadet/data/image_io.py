@@ -5,7 +5,7 @@ import numpy as np
 from iopath.common.file_io import g_pathmgr
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_FORMATS", "read_image"]
+__all__ = ["IMAGE_FORMATS", "check_uint8_image", "read_image"]
 
 # Channel orders the model accepts (INPUT.FORMAT).
 IMAGE_FORMATS = ("RGB", "BGR")
@@ -81,3 +81,23 @@ def read_image(file_name: str, format: str = "RGB", dataset_name: Optional[str] 
         array = array[:, :, ::-1]
     # A fresh contiguous array: writable, and convertible to a tensor without negative strides.
     return np.ascontiguousarray(array)
+
+
+def check_uint8_image(image, channels_first: bool, where: str, accepted: str, layout_hint: str) -> np.ndarray:
+    """``image`` as a contiguous uint8 array of 3 channels, (3, H, W) when ``channels_first`` else
+    (H, W, 3), with H, W >= 1; otherwise a ValueError that starts with ``where`` and names the type,
+    shape, dtype or emptiness. ``accepted`` says what may be given instead of a wrong type, and
+    ``layout_hint`` follows the expected layout in the shape message."""
+    layout = "(3, H, W)" if channels_first else "(H, W, 3)"
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{where} is a {type(image).__name__}; give {accepted}.")
+    channel_axis = 0 if channels_first else 2
+    if image.ndim != 3 or image.shape[channel_axis] != 3:
+        raise ValueError(f"{where} has shape {tuple(image.shape)}; expected {layout} {layout_hint}.")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{where} has dtype {image.dtype}; expected uint8 pixels 0-255 (a float image in 0-1: "
+                         "multiply by 255 and convert with .astype(np.uint8)).")
+    height, width = image.shape[1:] if channels_first else image.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"{where} is empty ({height} x {width} pixels).")
+    return np.ascontiguousarray(image)

@@ -8,6 +8,7 @@ import torch
 from ..checkpoint import read_checkpoint_meta
 from ..config import CfgNode
 from ..data import MetadataCatalog, read_image, register_builtin_datasets
+from ..data.image_io import check_uint8_image
 from ..data.mapper import build_augmentations
 from ..modeling import build_model
 
@@ -72,7 +73,10 @@ class DefaultPredictor:
         """The model's input dict of one image: the resized (3, h, w) uint8 tensor and the original size."""
         if isinstance(image, (str, os.PathLike)):
             image = read_image(os.fspath(image), self.input_format)
-        _check_image(image, index, self.input_format)
+        check_uint8_image(image, channels_first=False, where=f"DefaultPredictor: image {index}",
+                          accepted=f"an (H, W, 3) uint8 numpy array in INPUT.FORMAT {self.input_format} or an "
+                          "image file path",
+                          layout_hint=f"in INPUT.FORMAT {self.input_format} (a gray image: stack it to 3 channels)")
         height, width = image.shape[:2]
         resized = image
         for augmentation in self.augmentations:
@@ -87,22 +91,6 @@ class DefaultPredictor:
         output = dict(output)
         output["class_names"] = [names[k] if names and 0 <= k < len(names) else str(k) for k in labels]
         return output
-
-
-def _check_image(image: Any, index: int, input_format: str) -> None:
-    """ValueError naming the image's position, type, shape or dtype unless it is (H, W, 3) uint8, H, W >= 1."""
-    where = f"DefaultPredictor: image {index}"
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{where} is a {type(image).__name__}; give an (H, W, 3) uint8 numpy array in "
-                         f"INPUT.FORMAT {input_format} or an image file path.")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{where} has shape {image.shape}; expected (H, W, 3) in INPUT.FORMAT {input_format} "
-                         "(a gray image: stack it to 3 channels).")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{where} has dtype {image.dtype}; expected uint8 pixels 0-255 (a float image in 0-1: "
-                         "multiply by 255 and convert with .astype(np.uint8)).")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{where} is empty ({image.shape[0]} x {image.shape[1]} pixels).")
 
 
 def class_names_of(cfg: CfgNode) -> Optional[List[str]]:

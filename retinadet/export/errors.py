@@ -2,7 +2,7 @@
 import importlib
 from types import ModuleType
 
-__all__ = ["ExportError", "MissingPackageError", "require"]
+__all__ = ["ExportError", "MissingPackageError", "first_line", "require"]
 
 
 class ExportError(RuntimeError):
@@ -19,8 +19,13 @@ def require(package: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(package)
     except ImportError as e:
-        pip_name = {"onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino"}.get(package, package)
         raise MissingPackageError(
-            f"{purpose} needs the package '{pip_name}', which is not installed ({e}). Install it with "
-            f"`pip install {pip_name}`, or every export dependency with `pip install -e \".[export]\"`."
+            f"{purpose} needs the package '{package}', which is not installed ({e}). Install it with "
+            f"`pip install {package}`, or every export dependency with `pip install -e \".[export]\"`."
         ) from e
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or "(no message)"."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "(no message)"

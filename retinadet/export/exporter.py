@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import CfgNode
 from ..ops.traced_nms import traced_nms_format
-from .errors import ExportError, require
+from .errors import ExportError, first_line, require
 from .graph import DetectionGraph
 from .runtime import check_exported_input, load_exported
 from .tracing import FixedValue, trace_graph
@@ -198,7 +198,7 @@ def _write_onnx(traced: torch.jit.ScriptModule, example: torch.Tensor, path: str
 
 def _onnx_failure(traced: torch.jit.ScriptModule, error: Exception) -> str:
     """The ONNX exporter's failure with the operation and the source line (module and file) using it."""
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = first_line(error)
     for node in traced.inlined_graph.nodes():
         if node.kind() in message:
             scope = node.scopeName() or "<graph>"
@@ -293,7 +293,7 @@ def _check_against_eager(graph: DetectionGraph, path: str, fmt: str, images: Lis
             comparisons.append(compare_detections(_eager_detections(graph, image), detector(image), image.shape[1:]))
         except Exception as e:  # a graph frozen to the example's size can fail outright at another size
             failures.append(f"  {image.shape[1]}x{image.shape[2]} image: the exported model failed: "
-                            f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+                            f"{type(e).__name__}: {first_line(e)}")
     return comparisons, failures
 
 

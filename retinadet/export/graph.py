@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..modeling.meta_arch.postprocess import drop_empty_boxes
 from ..ops.traced_nms import export_format
 from ..structures import ImageList, clip_boxes
 from ..utils.tracing import is_tracing
@@ -102,12 +103,10 @@ class DetectionGraph(nn.Module):
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         image_size = (new_h, new_w) if is_tracing() else (int(new_h), int(new_w))
         detections = model.detect(ImageList(pixels, [image_size]))[0]
-        boxes = self._to_input_frame(detections["boxes"], (new_h, new_w), (height, width))
-        scores, labels = detections["scores"], detections["labels"]
+        detections = dict(detections, boxes=self._to_input_frame(detections["boxes"], (new_h, new_w), (height, width)))
         if model.drop_empty_boxes:
-            keep = torch.where((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        return boxes, scores, labels.to(torch.int64)
+            detections = drop_empty_boxes(detections)
+        return detections["boxes"], detections["scores"], detections["labels"].to(torch.int64)
 
     def _to_input_frame(self, boxes: Tensor, resized: Tuple[Tensor, Tensor], original: Tuple[Tensor, Tensor]):
         """``boxes (D, 4)`` xyxy of the resized image scaled to the original and clipped to it: the

@@ -16,6 +16,7 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from ..data.image_io import check_uint8_image
 from .errors import require
 
 __all__ = ["EXPORTED_BACKENDS", "PRECISIONS", "ExportedDetector", "check_exported_input", "load_exported"]
@@ -29,20 +30,14 @@ ImageArray = Union[np.ndarray, torch.Tensor]
 
 
 def check_exported_input(image: ImageArray, where: str = "exported model") -> np.ndarray:
-    """``image`` as a contiguous (3, H, W) uint8 numpy array, or a ValueError naming what is wrong."""
+    """``image`` (array or tensor) as a contiguous (3, H, W) uint8 numpy array, or a ValueError naming
+    what is wrong (``retinadet.data.image_io.check_uint8_image``)."""
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{where}: the image is a {type(image).__name__}; give a (3, H, W) uint8 array or tensor.")
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"{where}: the image has shape {tuple(image.shape)}; expected (3, H, W), channels first "
-                         "(a 2-D gray image: stack it to 3 channels; an (H, W, 3) image: transpose it to (3, H, W)).")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{where}: the image has dtype {image.dtype}; expected uint8 pixels 0-255 (a float image "
-                         "in 0-1: multiply by 255 and convert to uint8).")
-    if image.shape[1] == 0 or image.shape[2] == 0:
-        raise ValueError(f"{where}: the image is empty ({image.shape[1]} x {image.shape[2]} pixels).")
-    return np.ascontiguousarray(image)
+    return check_uint8_image(
+        image, channels_first=True, where=f"{where}: the image", accepted="a (3, H, W) uint8 array or tensor",
+        layout_hint="channels first (a 2-D gray image: stack it to 3 channels; an (H, W, 3) image: transpose "
+        "it to (3, H, W))")
 
 
 class ExportedDetector:

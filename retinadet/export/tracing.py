@@ -14,7 +14,7 @@ from typing import Callable, List, Tuple
 import torch
 from torch import nn
 
-from .errors import ExportError
+from .errors import ExportError, first_line
 
 __all__ = ["FixedValue", "trace_graph", "module_stack"]
 
@@ -91,18 +91,13 @@ def trace_graph(graph: nn.Module, example: torch.Tensor) -> Tuple[torch.jit.Scri
                 except Exception as e:
                     where = stack.innermost()
                     raise ExportError(
-                        f"{where} cannot be traced for export: {type(e).__name__}: {_first_line(e)}. The exported "
+                        f"{where} cannot be traced for export: {type(e).__name__}: {first_line(e)}. The exported "
                         "graph records tensor operations only; Python work on tensor values (.item(), .tolist(), "
                         "numpy, data-dependent Python control flow) must become tensor operations."
                     ) from e
         finally:
             warnings.showwarning = original_showwarning
     return traced, _unique(fixed)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else "(no message)"
 
 
 def _library_dirs() -> Tuple[str, ...]:
